@@ -1,0 +1,297 @@
+"""Typed configuration: one dataclass per concern, loaded from YAML, overridden with dotted keys.
+
+Each field carries its documentation as a string literal right under it (cleanrl style); the
+same text is the `--help` output. Allowed values are spelled as `Literal[...]` annotations, so
+validation can name them. A job config (`EvalJob`, later `TrainJob`) nests the sections:
+
+    model:    {name: smollm2-135m-instruct, dtype: float32}
+    data:     {source: "gsm8k:../shared/data/GSM8K"}
+
+Overrides from the command line use the same dotted keys: `--model.dtype=bfloat16`.
+Unknown keys, wrong types and values outside a Literal raise `UserError` naming the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tinyr1.errors import UserError
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"
+    """Hub id (online), local folder, local .gguf file, run folder (runs/<name>), or the embedded
+    alias `smollm2-135m-instruct`."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights dtype. Never float16 on CPU (it is ~100x slower there)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to run: `auto` picks cuda when available, else cpu."""
+    trust_remote_code: bool = False
+    """Allow custom modelling code from the model's repository. Off unless you ask."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic:basic_arithmetic"
+    """Where problems come from: `gsm8k:<folder or hub id>`, `math:<folder or hub id>`,
+    `synthetic:<reasoning-gym task>`, or `jsonl:<file>`."""
+    subjects: list[str] = field(default_factory=list)
+    """MATH only: keep these subjects (folder names such as `algebra`, or `type` names). Empty = all."""
+    levels: list[int] = field(default_factory=list)
+    """MATH only: keep these levels (1-5). Empty = all."""
+    size: int = 2000
+    """Synthetic only: number of problems generated for training."""
+    test_size: int = 200
+    """Held-out problems split off (seeded) when the source has no test split."""
+    seed: int = 0
+    """Seed for generators and held-out splits."""
+    question_field: str = "question"
+    """JSONL only: the key holding the question."""
+    answer_field: str = "answer"
+    """JSONL only: the key holding the reference answer."""
+    task_options: dict = field(default_factory=dict)
+    """Synthetic only: options passed to the reasoning-gym task (e.g. `{min_terms: 2, max_terms: 3}`)."""
+
+
+@dataclass
+class PromptConfig:
+    style: Literal["boxed", "gsm8k", "r1"] = "boxed"
+    """Answer style asked for and graded: `boxed` (\\boxed{}), `gsm8k` (#### answer), `r1`
+    (<think>...</think><answer>...</answer>)."""
+    system_prompt: str | None = None
+    """Extra system prompt placed before the style's instruction. None = none."""
+    few_shot: int = 0
+    """Number of worked examples from the train split shown before the question."""
+    chat_template: Literal["auto", "none"] = "auto"
+    """`auto` uses the tokenizer's chat template when it has one; `none` forces plain text."""
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 256
+    """Longest response in tokens; longer ones are cut (and counted as truncated)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (1.0 = off)."""
+    batch_size: int = 64
+    """Sequences generated together."""
+
+
+@dataclass
+class GradingConfig:
+    fallback: bool = True
+    """When the answer style's marker is missing, take the last number in the response."""
+    timeout: float = 5.0
+    """Seconds allowed to check one answer; slower checks count as wrong."""
+
+
+@dataclass
+class EvalConfig:
+    split: Literal["train", "test"] = "test"
+    """Which split to evaluate on."""
+    limit: int | None = None
+    """Evaluate only the first N problems of the split (None = all)."""
+    samples: int = 1
+    """K > 1 also draws K samples per problem at `temperature` for pass@k and maj@k."""
+    temperature: float = 1.0
+    """Temperature of the K samples (the accuracy itself is always greedy)."""
+    out: str | None = None
+    """Folder for summary.json and samples.jsonl (default: runs/eval-<timestamp>)."""
+
+
+@dataclass
+class EvalJob:
+    """`tinyr1 eval`: held-out accuracy (greedy), pass@k and maj@k of a model on a problem set."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each field of a dataclass to the docstring written under it."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against annotation `tp`, converting where a YAML/CLI spelling allows."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise UserError(f"config key '{key}': {value!r} is not allowed; expected one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except UserError:
+                continue
+        raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):  # CLI spelling: --data.levels=1,2
+            value = [yaml.safe_load(v) if item_tp is not str else v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}': expected a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key '{key}': expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"config key '{key}': expected a string, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise UserError(f"unknown config key '{key}'; known keys here: {', '.join(sorted(names))}")
+        tp = hints[k]
+        current = getattr(obj, k)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(v, dict):
+                raise UserError(f"config key '{key}': expected a section (mapping), got {v!r}")
+            _apply(current, v, prefix=f"{key}.")
+        else:
+            setattr(obj, k, _coerce(v, tp, key))
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Turn `['--a.b=1', '--c', 'x']` into a nested dict `{'a': {'b': 1}, 'c': 'x'}`.
+
+    Values are read as YAML scalars (`1` -> int, `true` -> bool, `null` -> None).
+    """
+    nested: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise UserError(f"unexpected argument {arg!r}; overrides look like --section.key=value")
+        if "=" in arg:
+            key, raw = arg[2:].split("=", 1)
+        else:
+            if i + 1 >= len(args):
+                raise UserError(f"override {arg} has no value; write {arg}=VALUE")
+            key, raw = arg[2:], args[i + 1]
+            i += 1
+        i += 1
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) and not raw.strip().startswith(("[", "{")):
+            value = raw  # "a: b" typed on the command line is a string, not a mapping
+        node = nested
+        parts = key.replace("-", "_").split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, Any] | None = None):
+    """Build `cls()` and apply a YAML file, then overrides. Raises `UserError` on any bad key."""
+    cfg = cls()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a mapping of sections at the top level")
+        _apply(cfg, values)
+    if overrides:
+        _apply(cfg, overrides)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def help_text(cls: type, prefix: str = "") -> str:
+    """One line per key: `--section.key  TYPE  (default)  doc`."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            lines.append(help_text(type(default), prefix=f"{key}."))
+            continue
+        lines.append(f"  --{key}={default!r}  [{_type_name(hints[f.name])}]\n      {docs.get(f.name, '')}")
+    return "\n".join(lines)
