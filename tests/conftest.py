@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny random-init Llama model with a small byte-level BPE tokenizer.
+
+Built once per test session in a temporary folder, offline, in about a second. The tokenizer
+has a ChatML chat template like SmolLM2's, so prompts, stopping and decoding follow the same
+paths as with the real model.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "Calculate 12 + 7. The answer is 19.",
+    "Solve the problem step by step. Put the final answer in \\boxed{}.",
+    "<think> 3 * 4 = 12 </think> <answer> 12 </answer>",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+    "#### 72 What is 5 - 3 - 6? The final answer is $\\boxed{-4}$.",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000 + - * / = ( ) { } [ ] $ \\frac{1}{2}",
+]
+
+
+def build_tiny_model(path, seed: int = 0):
+    """Write a tiny Llama (2 layers, hidden 32) and its tokenizer to `path`; return `path`."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe.train_from_iterator(CORPUS * 4, vocab_size=400, min_frequency=1, special_tokens=specials, show_progress=False)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Folder holding a tiny random-init Llama and its tokenizer (save_pretrained format)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """(model, tokenizer) loaded through tinyr1's own loader, float32 on CPU."""
+    from tinyr1.config import ModelConfig
+    from tinyr1.models.load import load_model
+
+    return load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
