@@ -1,0 +1,75 @@
+"""Config loading: YAML + dotted overrides, and the errors that name the bad key."""
+
+import pytest
+
+from tinyr1.config import EvalJob, field_docs, help_text, load_config, parse_overrides, ModelConfig
+from tinyr1.errors import UserError
+
+
+def test_yaml_then_overrides_apply_in_order(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  dtype: bfloat16\ndata:\n  source: gsm8k:/x\n  levels: [1, 2]\neval:\n  limit: 5\n")
+    cfg = load_config(EvalJob, path, parse_overrides(["--eval.limit=7", "--data.subjects", "algebra,geometry"]))
+    assert cfg.model.dtype == "bfloat16"
+    assert cfg.data.source == "gsm8k:/x"
+    assert cfg.data.levels == [1, 2]
+    assert cfg.eval.limit == 7
+    assert cfg.data.subjects == ["algebra", "geometry"]
+
+
+def test_override_values_are_typed():
+    cfg = load_config(EvalJob, None, parse_overrides(["--eval.temperature=1", "--grading.fallback=false", "--eval.limit=null"]))
+    assert cfg.eval.temperature == 1.0 and isinstance(cfg.eval.temperature, float)
+    assert cfg.grading.fallback is False
+    assert cfg.eval.limit is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.dtype=float16"], "config key 'model.dtype': 'float16' is not allowed; expected one of 'float32', 'bfloat16'"),
+        (["--model.colour=red"], "unknown config key 'model.colour'"),
+        (["--nosuch.key=1"], "unknown config key 'nosuch'"),
+        (["--eval.samples=many"], "config key 'eval.samples': expected an integer, got 'many'"),
+        (["--grading.fallback=3"], "config key 'grading.fallback': expected true or false, got 3"),
+        (["--data.levels=1,x"], "config key 'data.levels[1]': expected an integer, got 'x'"),
+        (["--model=foo"], "config key 'model': expected a section"),
+    ],
+)
+def test_bad_overrides_name_the_key(args, message):
+    with pytest.raises(UserError) as e:
+        load_config(EvalJob, None, parse_overrides(args))
+    assert message in str(e.value)
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(UserError, match="missing.yaml: config file not found"):
+        load_config(EvalJob, missing)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(UserError, match="bad.yaml: not valid YAML"):
+        load_config(EvalJob, bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_config(EvalJob, top)
+
+
+def test_override_without_value_is_an_error():
+    with pytest.raises(UserError, match="has no value"):
+        parse_overrides(["--eval.limit"])
+    with pytest.raises(UserError, match="unexpected argument 'stray'"):
+        parse_overrides(["stray"])
+
+
+def test_every_field_is_documented():
+    import dataclasses
+
+    for section in dataclasses.fields(EvalJob):
+        cls = type(section.default_factory())
+        docs = field_docs(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
+        assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
+    assert "--model.dtype='float32'" in help_text(EvalJob)
+    assert field_docs(ModelConfig)["trust_remote_code"].startswith("Allow custom modelling code")
