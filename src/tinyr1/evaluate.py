@@ -1,0 +1,127 @@
+"""Evaluation: greedy accuracy with a 95% interval, pass@k and maj@k, every sample saved.
+
+    tinyr1 eval --model smollm2-135m-instruct --data gsm8k:../shared/data/GSM8K --split train --limit 100
+
+Accuracy is always greedy (temperature 0, one response per problem). With `--samples K` the
+model also draws K responses per problem at `--temperature`, giving pass@k by the unbiased
+estimator of Chen et al. 2021 (for k = 1, 2, 4, ... up to K) and maj@K (majority vote over the
+extracted answers; ties go to the answer seen first). Intervals are Wilson score intervals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from tinyr1.config import GradingConfig, PromptConfig, SamplingConfig
+from tinyr1.data.prompts import render_prompt
+from tinyr1.rewards.answers import grade_many
+from tinyr1.rollout.sampler import SamplingParams, sample
+from tinyr1.types import Problem
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default); (0, 0) when n == 0."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_correct(extracted: list[str | None], correct: list[bool]) -> bool:
+    """Is the most common extracted answer a correct one? Unanswered samples do not vote.
+
+    Answers are compared as stripped strings; samples with equal strings were graded alike.
+    """
+    votes = Counter(a.strip() for a in extracted if a is not None)
+    if not votes:
+        return False
+    winner = max(votes, key=lambda a: (votes[a], -next(i for i, x in enumerate(extracted) if x is not None and x.strip() == a)))
+    return any(ok for a, ok in zip(extracted, correct) if a is not None and a.strip() == winner)
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]  # one per response: greedy rows first, then sampled ones
+
+
+def _run(model, tokenizer, problems, prompts, params, grading: GradingConfig, style: str, mode: str, progress: bool):
+    samples = sample(model, tokenizer, prompts, params, progress=progress)
+    refs = [p.answer for p in problems for _ in range(params.n)]
+    grades = grade_many(samples.texts, refs, style=style, fallback=grading.fallback, timeout=grading.timeout)
+    rows = []
+    for i, (text, g) in enumerate(zip(samples.texts, grades)):
+        p = problems[i // params.n]
+        rows.append(
+            dict(
+                id=p.id, mode=mode, sample=i % params.n, prompt=prompts[i // params.n], response=text,
+                extracted=g.extracted, method=g.method, reference=p.answer, correct=g.correct,
+                tokens=len(samples.response_ids[i]), finished=samples.finished[i],
+            )
+        )
+    return rows, samples.num_tokens
+
+
+def evaluate(
+    model, tokenizer, problems: list[Problem], prompt_cfg: PromptConfig, sampling: SamplingConfig,
+    grading: GradingConfig, samples: int = 1, temperature: float = 1.0, shots: list[Problem] = (), progress: bool = True,
+) -> EvalResult:
+    """Greedy accuracy (and pass@k / maj@k when `samples` > 1) of `model` on `problems`."""
+    prompts = [render_prompt(p, prompt_cfg, tokenizer, shots) for p in problems]
+    t0 = time.perf_counter()
+    greedy = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=0.0, n=1, batch_size=sampling.batch_size)
+    rows, tokens = _run(model, tokenizer, problems, prompts, greedy, grading, prompt_cfg.style, "greedy", progress)
+    n = len(rows)
+    correct = sum(r["correct"] for r in rows)
+    summary: dict[str, Any] = dict(
+        n=n,
+        correct=correct,
+        accuracy=correct / n if n else 0.0,
+        accuracy_ci95=list(wilson_interval(correct, n)),
+        parsed_rate=sum(r["extracted"] is not None for r in rows) / n if n else 0.0,
+        mean_response_tokens=tokens / n if n else 0.0,
+        truncated_rate=sum(not r["finished"] for r in rows) / n if n else 0.0,
+    )
+    if samples > 1:
+        params = SamplingParams(sampling.max_new_tokens, temperature, sampling.top_p, samples, sampling.batch_size)
+        sampled, more = _run(model, tokenizer, problems, prompts, params, grading, prompt_cfg.style, "sample", progress)
+        rows += sampled
+        tokens += more
+        groups = [sampled[i * samples : (i + 1) * samples] for i in range(len(problems))]
+        ks = sorted({2**j for j in range(int(math.log2(samples)) + 1)} | {samples})
+        for k in ks:
+            summary[f"pass@{k}"] = sum(pass_at_k(samples, sum(r["correct"] for r in g), k) for g in groups) / len(groups)
+        summary[f"maj@{samples}"] = sum(
+            majority_correct([r["extracted"] for r in g], [r["correct"] for r in g]) for g in groups
+        ) / len(groups)
+    seconds = time.perf_counter() - t0
+    summary.update(seconds=round(seconds, 2), generated_tokens=tokens, tokens_per_second=tokens / seconds if seconds else 0.0)
+    return EvalResult(summary=summary, rows=rows)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """A short human-readable table of the summary."""
+    lo, hi = summary["accuracy_ci95"]
+    lines = [
+        f"{'problems':<22}{summary['n']}",
+        f"{'accuracy (greedy)':<22}{summary['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})",
+        f"{'answer found':<22}{summary['parsed_rate']:.1%}",
+        f"{'mean response tokens':<22}{summary['mean_response_tokens']:.1f}  (truncated {summary['truncated_rate']:.1%})",
+    ]
+    lines += [f"{k:<22}{v:.1%}" for k, v in summary.items() if k.startswith(("pass@", "maj@"))]
+    lines.append(f"{'time':<22}{summary['seconds']:.1f} s, {summary['tokens_per_second']:.1f} generated tokens/s")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Sampling: batched generation with a KV cache, behind one small interface.
+
+`sample(model, tokenizer, prompts, params)` returns a `Samples` record: `n` responses per prompt,
+grouped contiguously (rows `[i*n, (i+1)*n)` answer prompt `i`), each cut after its first
+end-of-turn token. Engines are chosen in one place (`ENGINES`); the reference engine is
+transformers' `generate` (left-padded batches, KV cache, temperature / top-p).
+
+A faster engine only has to honour the same contract: same `SamplingParams` in, same `Samples`
+out, greedy outputs identical to `generate` in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    n: int = 1  # samples per prompt (G)
+    batch_size: int = 64  # sequences generated together
+
+
+@dataclass
+class Samples:
+    """Responses to B prompts, N = B * n of them, grouped by prompt."""
+
+    prompt_ids: list[list[int]]  # B token-id lists, no padding
+    response_ids: list[list[int]]  # N token-id lists, no padding; end-of-turn token kept when generated
+    texts: list[str]  # N decoded responses, special tokens removed
+    finished: list[bool]  # N: True if the response ended with an end-of-turn token, False if cut at max_new_tokens
+    n: int  # samples per prompt
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(r) for r in self.response_ids)
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Token ids that end a response: the tokenizer's EOS and the model's generation EOS(s)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(gen_eos)
+    return sorted(ids)
+
+
+def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], bool]:
+    """Keep tokens up to and including the first stop token; report whether one was found."""
+    for i, t in enumerate(tokens):
+        if t in stops:
+            return tokens[: i + 1], True
+    return tokens, False
+
+
+@torch.no_grad()
+def _hf_generate(model, tokenizer, prompt_ids: list[list[int]], params: SamplingParams, stops: list[int]) -> list[list[int]]:
+    """One batch through transformers' `generate`; returns n raw responses per prompt."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompt_ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):  # left padding: every prompt ends where generation starts
+        input_ids[i, width - len(p) :] = torch.tensor(p)
+        attention[i, width - len(p) :] = 1
+    greedy = params.temperature == 0
+    out = model.generate(
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        do_sample=not greedy,
+        temperature=None if greedy else params.temperature,
+        top_p=None if greedy else params.top_p,
+        top_k=None,
+        max_new_tokens=params.max_new_tokens,
+        num_return_sequences=params.n,
+        eos_token_id=stops,
+        pad_token_id=pad,
+    )
+    return out[:, width:].tolist()
+
+
+ENGINES = {"hf": _hf_generate}
+
+
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str = "hf", progress: bool = False) -> Samples:
+    """Generate `params.n` responses for each prompt text.
+
+    Prompts are processed in chunks of about `batch_size // n` prompts. Returns `Samples` with
+    N = len(prompts) * n responses, grouped by prompt, each cut after its first stop token.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown sampling engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    generate = ENGINES[engine]
+    stops = stop_token_ids(model, tokenizer)
+    stop_set = set(stops)
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    per_chunk = max(1, params.batch_size // max(1, params.n))
+    chunks = range(0, len(prompt_ids), per_chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, total=math.ceil(len(prompt_ids) / per_chunk), desc="sampling", unit="batch", leave=False)
+    responses, finished = [], []
+    for start in chunks:
+        for raw in generate(model, tokenizer, prompt_ids[start : start + per_chunk], params, stops):
+            tokens, done = cut_at_stop(raw, stop_set)
+            responses.append(tokens)
+            finished.append(done)
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return Samples(prompt_ids=prompt_ids, response_ids=responses, texts=texts, finished=finished, n=params.n)
