@@ -1,5 +1,7 @@
-"""Command line: `tinyr1 eval | grade` (training commands join as they land).
+"""Command line: `tinyr1 train | eval | grade`.
 
+    tinyr1 train [CONFIG.yaml] [--section.key=value ...]      (no config: configs/quickstart.yaml)
+    tinyr1 train --resume runs/<name> [--run.steps=N]
     tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
                 [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
     tinyr1 grade FILE.jsonl [--out OUT.jsonl] [--style S] [--no-fallback] [--timeout SEC]
@@ -88,6 +90,54 @@ def cmd_eval(args: list[str]) -> int:
     return 0
 
 
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+
+
+def cmd_train(args: list[str]) -> int:
+    from tinyr1.config import TrainJob, help_text, parse_overrides, validate_train
+
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.split("\n\n")[1] + "\n\nAll keys:\n" + help_text(TrainJob))
+        return 0
+    resume = None
+    if "--resume" in args:
+        i = args.index("--resume")
+        if i + 1 >= len(args):
+            raise UserError("--resume needs a run folder: tinyr1 train --resume runs/<name>")
+        resume, args = Path(args[i + 1]), args[:i] + args[i + 2 :]
+    elif any(a.startswith("--resume=") for a in args):
+        resume = Path(next(a for a in args if a.startswith("--resume="))[len("--resume="):])
+        args = [a for a in args if not a.startswith("--resume=")]
+
+    from tinyr1.recipes import setup as S
+
+    if resume is not None:
+        job = S.load_run_config(resume, parse_overrides(args))
+        run_dir = resume
+    else:
+        if not args or args[0].startswith("-"):
+            if not QUICKSTART.is_file():
+                raise UserError(f"no config given and {QUICKSTART} is missing; pass a config file")
+            args = [str(QUICKSTART), *args]
+        job = load_job(TrainJob, args, {})
+        run_dir = None
+    validate_train(job)
+    from tinyr1.recipes import RECIPES
+
+    recipe = RECIPES[job.algorithm]
+    if run_dir is None:
+        run_dir = S.new_run_dir(job)
+    print(f"tinyr1: {job.algorithm} run in {run_dir}", flush=True)
+    summary = recipe(job, run_dir, resume=resume is not None)
+    b, a = summary["eval_before"], summary["eval_after"]
+    print(
+        f"held-out accuracy {b['accuracy']:.1%} [{b['accuracy_ci95'][0]:.1%}, {b['accuracy_ci95'][1]:.1%}] -> "
+        f"{a['accuracy']:.1%} [{a['accuracy_ci95'][0]:.1%}, {a['accuracy_ci95'][1]:.1%}] (n={a['n']}), "
+        f"{summary['wall_time_s'] / 60:.1f} min; wrote {run_dir}/summary.json"
+    )
+    return 0
+
+
 def cmd_grade(args: list[str]) -> int:
     import argparse
 
@@ -106,7 +156,7 @@ def cmd_grade(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "grade": cmd_grade}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grade": cmd_grade}
 
 
 def main(argv: list[str] | None = None) -> int:

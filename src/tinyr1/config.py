@@ -123,6 +123,118 @@ class EvalJob:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class RunConfig:
+    name: str | None = None
+    """Run folder name under `output_dir` (default: `<algorithm>-<date>-<time>`)."""
+    output_dir: str = "runs"
+    """Where run folders are created."""
+    seed: int = 0
+    """Seed for sampling, data order and initialisation."""
+    steps: int = 50
+    """Optimizer steps to train for."""
+    eval_every: int = 10
+    """Held-out evaluation every K steps, besides before and after training (0 = only those two)."""
+    eval_size: int = 200
+    """Held-out problems per evaluation (the first N of the test split, never used for training)."""
+    save_every: int = 0
+    """Checkpoint every K steps (0 = only at the end); a checkpoint is what `--resume` continues from."""
+    log_samples: int = 4
+    """Completions per step written to samples.jsonl with their rewards."""
+    tensorboard: bool = False
+    """Also log metrics to TensorBoard (needs the tensorboard package)."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 32
+    """LoRA rank; 0 = full fine-tuning (every weight trains)."""
+    alpha: float = 64.0
+    """LoRA scaling numerator (the update is scaled by alpha / rank)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Modules that get adapters: `all-linear` or names such as q_proj, v_proj."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """Learning-rate schedule after warm-up."""
+    warmup_steps: int = 0
+    """Linear warm-up steps from 0 to `lr`."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = no clipping)."""
+    micro_batch_size: int = 16
+    """Sequences per forward/backward; gradients accumulate over the whole step."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
+    bf16: bool = False
+    """bfloat16 autocast in the update (weights and optimizer stay float32). Helps on GPUs and bf16 CPUs."""
+
+
+@dataclass
+class GRPOConfig:
+    batch_size: int = 64
+    """Sequences per step (N = prompts per step x group_size); must be a multiple of group_size."""
+    group_size: int = 8
+    """Samples per prompt (G); advantages compare the samples of one prompt."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide advantages by the group's reward std (GRPO), the batch's, or not at all (Dr.GRPO)."""
+    loss_aggregation: Literal["token", "sequence", "dr_grpo"] = "token"
+    """`token`: mean over all tokens of the batch (DAPO); `sequence`: mean of per-sequence means
+    (original GRPO); `dr_grpo`: sum divided by N x max_new_tokens (Dr.GRPO)."""
+    clip_low: float = 0.2
+    """Lower clip range: the ratio is clipped at 1 - clip_low."""
+    clip_high: float = 0.28
+    """Upper clip range: the ratio is clipped at 1 + clip_high (DAPO clip-higher when > clip_low)."""
+    num_iterations: int = 1
+    """Updates per rollout (mu). With 1 the importance ratio is exactly 1 and its forward pass is skipped."""
+    beta: float = 0.0
+    """KL penalty coefficient to the reference policy (0 = no KL, as DAPO / Dr.GRPO)."""
+    kl_estimator: Literal["k1", "k3"] = "k3"
+    """Per-token KL estimator (Schulman): k1 = log ratio, k3 = unbiased, always positive."""
+    mask_truncated: bool = False
+    """Leave responses cut at max_new_tokens out of the loss (DAPO overlong filtering)."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rewards are all equal and refill the batch from fresh prompts (DAPO)."""
+    max_refills: int = 4
+    """Dynamic sampling: extra rollout rounds allowed per step before training on what there is."""
+
+
+@dataclass
+class RewardConfig:
+    weights: dict = field(default_factory=lambda: {"correctness": 1.0})
+    """Reward functions and their weights, summed: `correctness` (the grader), `format` (the answer
+    style's markers present)."""
+
+
+@dataclass
+class TrainJob:
+    """`tinyr1 train`: fine-tune a model with the chosen algorithm, evaluating before, during and after."""
+
+    algorithm: Literal["grpo"] = "grpo"
+    """Training algorithm."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -209,7 +321,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+def _apply(obj: Any, values: dict[str, Any], prefix: str = "", merge_dicts: bool = False) -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for k, v in values.items():
@@ -221,7 +333,10 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(v, dict):
                 raise UserError(f"config key '{key}': expected a section (mapping), got {v!r}")
-            _apply(current, v, prefix=f"{key}.")
+            _apply(current, v, prefix=f"{key}.", merge_dicts=merge_dicts)
+        elif merge_dicts and isinstance(current, dict) and isinstance(v, dict):
+            # `--reward.weights.format=0.1` adds to the mapping; a YAML file replaces it whole.
+            setattr(obj, k, {**current, **_coerce(v, tp, key)})
         else:
             setattr(obj, k, _coerce(v, tp, key))
 
@@ -274,8 +389,39 @@ def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, 
             raise UserError(f"{path}: expected a mapping of sections at the top level")
         _apply(cfg, values)
     if overrides:
-        _apply(cfg, overrides)
+        _apply(cfg, overrides, merge_dicts=True)
     return cfg
+
+
+def _check(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise UserError(f"config key '{key}': expected {expected}, got {value!r}")
+
+
+def validate_train(job: "TrainJob") -> None:
+    """Cross-field and range checks for a training job; raises `UserError` naming the key."""
+    g, r, o = job.grpo, job.run, job.optim
+    _check(g.group_size >= 2, "grpo.group_size", "an integer >= 2 (advantages compare samples of one prompt)", g.group_size)
+    _check(g.batch_size >= g.group_size and g.batch_size % g.group_size == 0, "grpo.batch_size",
+           f"a positive multiple of grpo.group_size={g.group_size}", g.batch_size)
+    _check(g.num_iterations >= 1, "grpo.num_iterations", "an integer >= 1", g.num_iterations)
+    _check(g.temperature > 0, "grpo.temperature", "a number > 0", g.temperature)
+    _check(0 <= g.clip_low < 1, "grpo.clip_low", "a number in [0, 1)", g.clip_low)
+    _check(g.clip_high >= 0, "grpo.clip_high", "a number >= 0", g.clip_high)
+    _check(g.beta >= 0, "grpo.beta", "a number >= 0", g.beta)
+    _check(r.steps >= 1, "run.steps", "an integer >= 1", r.steps)
+    _check(r.eval_every >= 0, "run.eval_every", "an integer >= 0", r.eval_every)
+    _check(r.eval_size >= 1, "run.eval_size", "an integer >= 1", r.eval_size)
+    _check(r.save_every >= 0, "run.save_every", "an integer >= 0", r.save_every)
+    _check(o.lr > 0, "optim.lr", "a number > 0", o.lr)
+    _check(o.micro_batch_size >= 1, "optim.micro_batch_size", "an integer >= 1", o.micro_batch_size)
+    _check(o.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", o.warmup_steps)
+    _check(job.lora.rank >= 0, "lora.rank", "an integer >= 0 (0 = full fine-tuning)", job.lora.rank)
+    _check(job.sampling.max_new_tokens >= 1, "sampling.max_new_tokens", "an integer >= 1", job.sampling.max_new_tokens)
+    _check(0 < job.sampling.top_p <= 1, "sampling.top_p", "a number in (0, 1]", job.sampling.top_p)
+    _check(bool(job.reward.weights), "reward.weights", "at least one reward function", job.reward.weights)
+    for name, w in job.reward.weights.items():
+        _check(isinstance(w, (int, float)) and not isinstance(w, bool), f"reward.weights.{name}", "a number", w)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

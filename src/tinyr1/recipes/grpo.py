@@ -1,0 +1,228 @@
+"""GRPO (Shao et al. 2024) with today's variants, in one loop: rollout -> reward -> advantages -> update -> log.
+
+    tinyr1 train configs/quickstart.yaml --grpo.scale_rewards=none --grpo.loss_aggregation=dr_grpo
+
+Each step samples G responses for each of B prompts (N = B*G = `grpo.batch_size`), scores them
+with a weighted sum of reward functions, turns rewards into group-relative advantages and takes
+one optimizer step (or `num_iterations` of them) on the clipped surrogate.
+
+How it departs from the GRPO paper, and which paper each option follows:
+- No KL term by default (`beta: 0`, as DAPO and Dr.GRPO); with `beta > 0` the KL is the k1 or
+  k3 estimator against the reference policy, which under LoRA is the same model with its
+  adapters disabled (no second copy).
+- Loss aggregation: per token over the batch by default (DAPO); `sequence` is the paper's mean of
+  per-sequence means, `dr_grpo` divides by a constant (Dr.GRPO). Micro-batches divide by the
+  step's global token / sequence counts, so accumulation gives exactly the full-batch loss.
+- Advantages are scaled by the group std (paper), the batch std, or not at all (Dr.GRPO).
+- Clip-higher (DAPO): separate lower and upper clip ranges.
+- Optional DAPO dynamic sampling (drop all-equal groups, refill) and overlong masking.
+- With `num_iterations: 1` the rollout's log-probs equal the update's, so the ratio is exactly 1
+  and no extra forward pass is made for them (the clip never triggers; the gradient is the
+  plain policy gradient).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from tinyr1.algorithms.advantages import equal_reward_group_share, group_advantages
+from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
+from tinyr1.config import TrainJob
+from tinyr1.data.prompts import render_prompt
+from tinyr1.errors import UserError
+from tinyr1.recipes import setup as S
+from tinyr1.rewards.rules import build_reward_fns
+from tinyr1.rollout.sampler import SamplingParams, sample
+from tinyr1.types import Problem, Rollout
+
+
+def generate(model, tokenizer, problems: list[Problem], job: TrainJob, shots) -> dict[str, list]:
+    """Sample G responses per problem; returns row-aligned lists (N rows, grouped by problem)."""
+    g = job.grpo.group_size
+    prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in problems]
+    params = SamplingParams(job.sampling.max_new_tokens, job.grpo.temperature, job.sampling.top_p, g, job.sampling.batch_size)
+    model.eval()
+    out = sample(model, tokenizer, prompts, params)
+    return dict(
+        prompt_ids=[out.prompt_ids[i // g] for i in range(len(out.texts))], response_ids=out.response_ids,
+        finished=out.finished, texts=out.texts, problems=[problems[i // g] for i in range(len(out.texts))],
+    )
+
+
+def score(rows: dict[str, list], reward_fns) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted total reward (N,) and each function's raw reward (N,)."""
+    per_fn = {name: torch.tensor(fn(rows["problems"], rows["texts"]), dtype=torch.float32) for name, (fn, _) in reward_fns.items()}
+    total = sum(w * per_fn[name] for name, (_, w) in reward_fns.items())
+    return total, per_fn
+
+
+def select_groups(rows, total, per_fn, g: int, keep: torch.Tensor):
+    """Keep the groups flagged in `keep` (B,), applying the same selection to every row-aligned list."""
+    idx = [i for i in range(len(rows["texts"])) if keep[i // g]]
+    rows = {k: [v[i] for i in idx] for k, v in rows.items()}
+    return rows, total[idx], {k: v[idx] for k, v in per_fn.items()}
+
+
+def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots):
+    """Steps 1-2 (rollout, reward), with DAPO dynamic sampling refilling all-equal groups."""
+    g, b = job.grpo.group_size, job.grpo.batch_size // job.grpo.group_size
+    rows, total, per_fn = generate(model, tokenizer, stream.take(b), job, shots), None, None
+    total, per_fn = score(rows, reward_fns)
+    equal_share = equal_reward_group_share(total, g)
+    refills = 0
+    while job.grpo.dynamic_sampling:
+        keep = total.view(-1, g).std(-1) > 0
+        rows, total, per_fn = select_groups(rows, total, per_fn, g, keep)
+        missing = b - len(rows["texts"]) // g
+        if missing <= 0 or refills == job.grpo.max_refills:
+            break
+        more = generate(model, tokenizer, stream.take(missing), job, shots)
+        more_total, more_fn = score(more, reward_fns)
+        rows = {k: rows[k] + more[k] for k in rows}
+        total = torch.cat([total, more_total])
+        per_fn = {k: torch.cat([per_fn[k], more_fn[k]]) for k in per_fn}
+        refills += 1
+    if len(rows["texts"]) > b * g:  # a refill can overshoot: train on exactly B groups
+        rows, total, per_fn = select_groups(rows, total, per_fn, g, torch.arange(len(rows["texts"]) // g) < b)
+    return rows, total, per_fn, equal_share, refills
+
+
+def reference_logprobs(model, ref_model, rollout: Rollout, job: TrainJob) -> torch.Tensor:
+    """Log-probs of the reference policy: the adapters switched off, or the frozen copy."""
+    out = torch.zeros(rollout.input_ids.shape)
+    lengths = rollout.attention_mask.sum(-1)
+    with torch.no_grad():
+        for mb in S.micro_batches(rollout.num_sequences, job.optim.micro_batch_size, lengths):
+            if ref_model is None:
+                with model.disable_adapter():
+                    lp, _ = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
+            else:
+                lp, _ = S.sequence_logprobs(ref_model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
+            out[mb] = lp.cpu()
+    return out
+
+
+def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages: torch.Tensor, job: TrainJob) -> dict[str, float]:
+    """Step 4: `num_iterations` optimizer steps on the clipped surrogate (+ beta * KL)."""
+    g, o = job.grpo, job.optim
+    mask = rollout.response_mask.clone()
+    if g.mask_truncated:
+        mask[rollout.truncated] = 0.0
+    counts = dict(max_len=job.sampling.max_new_tokens, token_count=mask.sum().clamp(min=1), seq_count=max(1, int((mask.sum(-1) > 0).sum())))
+    lengths = rollout.attention_mask.sum(-1)
+    batches = S.micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
+    ref = reference_logprobs(model, ref_model, rollout, job) if g.beta > 0 else None
+    old = None
+    if g.num_iterations > 1:  # the policy moves between iterations: freeze the rollout policy's log-probs
+        model.eval()
+        with torch.no_grad():
+            old = torch.zeros(rollout.input_ids.shape)
+            for mb in batches:
+                old[mb] = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16)[0].cpu()
+    params = S.trainable_parameters(model)
+    stats: dict[str, float] = {}
+    model.train()
+    for _ in range(g.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        for mb in batches:
+            logp, entropy = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, with_entropy=True)
+            logp, m = logp.cpu(), mask[mb]
+            old_mb = old[mb] if old is not None else logp.detach()
+            loss, pstats = policy_loss(logp, old_mb, advantages[mb], m, g.clip_low, g.clip_high, g.loss_aggregation, **counts)
+            kl_tok = kl_penalty(logp, ref[mb], g.kl_estimator) if ref is not None else torch.zeros_like(logp)
+            (loss + g.beta * aggregate(kl_tok, m, g.loss_aggregation, **counts)).backward()
+            share = float(m.sum() / counts["token_count"])  # weigh per-micro-batch stats by their tokens
+            for k, v in {**pstats, "kl": masked_mean(kl_tok, m).item(), "entropy": masked_mean(entropy.cpu(), m).item()}.items():
+                stats[k] = stats.get(k, 0.0) + share * float(v) / g.num_iterations
+            stats["policy"] = stats.get("policy", 0.0) + loss.item() / g.num_iterations
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
+        optimizer.step()
+    scheduler.step()
+    model.eval()
+    return {f"loss/{k}": v for k, v in stats.items()} | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
+
+
+def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
+    """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
+    from tinyr1.data import load_problems
+    from tinyr1.io import write_json_atomic
+    from tinyr1.plots import plot_run
+    from tinyr1.tracking import MetricsLogger, Progress
+
+    # setup: data and rewards first (fail fast on bad input), then the model
+    torch.manual_seed(job.run.seed)
+    reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout)
+    train_problems = load_problems(job.data, "train")
+    heldout = load_problems(job.data, "test")[: job.run.eval_size]
+    shots = train_problems[: job.prompt.few_shot]
+    stream = S.ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed)
+    model, tokenizer = S.build_policy(job)
+    ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
+    optimizer, scheduler = S.build_optimizer(model, job)
+    start, elapsed0, summary = 0, 0.0, {}
+    if resume:
+        ckpt = S.latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
+        start, elapsed0 = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
+        S.truncate_logs(run_dir, start)
+        summary = S.read_summary(run_dir)
+    logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
+    t0 = time.perf_counter() - elapsed0
+    if not resume:
+        before = S.heldout_eval(model, tokenizer, heldout, job, shots)
+        logger.log(before, step=0)
+        summary = {"eval_before": S.eval_record(before)}
+        write_json_atomic(run_dir / "summary.json", summary)
+    progress = Progress(job.run.steps, initial=start, desc="grpo", enabled=job.run.progress)
+    for step in range(start + 1, job.run.steps + 1):
+        t_step = time.perf_counter()
+        # 1. rollout and 2. reward (dynamic sampling interleaves them)
+        rows, rewards, per_fn, equal_share, refills = collect(model, tokenizer, stream, job, reward_fns, shots)
+        t_rollout = time.perf_counter() - t_step
+        if not rows["texts"]:  # every group had equal rewards even after refills: nothing to learn from
+            metrics = {"reward/total": rewards.mean().item() if len(rewards) else 0.0, "reward/equal_groups": equal_share}
+            logger.log(metrics, step)
+            progress.update(metrics)
+            continue
+        rollout = S.build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"],
+                                  rows["texts"], job.grpo.group_size, tokenizer.pad_token_id)
+        # 3. advantages: group-relative, broadcast to every token of the response
+        advantages = group_advantages(rewards, job.grpo.group_size, job.grpo.scale_rewards)
+        # 4. update
+        t_update = time.perf_counter()
+        metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)
+        # 5. log
+        lengths = rollout.response_mask.sum(-1)
+        metrics |= {f"reward/{k}": v.mean().item() for k, v in per_fn.items()}
+        metrics |= {
+            "reward/total": rewards.mean().item(), "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "reward/equal_groups": equal_share, "rollout/response_length": lengths.mean().item(),
+            "rollout/truncated": rollout.truncated.float().mean().item(), "rollout/refills": refills,
+            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout,
+            "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step,
+        }
+        if "correctness" in per_fn:
+            metrics["reward/accuracy"] = per_fn["correctness"].mean().item()
+        logger.log(metrics, step)
+        S.log_samples(run_dir, step, rollout, rewards, per_fn, advantages, job.run.log_samples)
+        if job.run.eval_every and step % job.run.eval_every == 0 and step != job.run.steps:
+            ev = S.heldout_eval(model, tokenizer, heldout, job, shots)
+            logger.log(ev, step)
+            metrics |= ev
+        if job.run.save_every and step % job.run.save_every == 0:
+            S.save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler, stream, time.perf_counter() - t0)
+        progress.update(metrics)
+    progress.close()
+    after = S.heldout_eval(model, tokenizer, heldout, job, shots)
+    logger.log(after, step=job.run.steps)
+    S.save_final(run_dir, model, tokenizer)
+    summary |= {"eval_after": S.eval_record(after), "steps": job.run.steps, "wall_time_s": round(time.perf_counter() - t0, 1),
+                "model": job.model.name, "data": job.data.source, "algorithm": job.algorithm}
+    write_json_atomic(run_dir / "summary.json", summary)
+    plot_run(run_dir)
+    logger.close()
+    return summary

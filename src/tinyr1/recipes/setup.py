@@ -1,0 +1,320 @@
+"""Shared builders for every training recipe: policy, optimizer, data stream, run folder, checkpoints.
+
+Only the loop differs between algorithms (`grpo.py`, ...); everything a loop needs before its
+first step, and the saving / resuming of its state, lives here.
+
+Run folder layout (`runs/<name>/`):
+    config.yaml            the resolved config of the run
+    metrics.jsonl          one flat dict per step (and per held-out evaluation)
+    samples.jsonl          a few completions per step with their rewards
+    checkpoint-<step>/     save_pretrained model or adapter + tokenizer + trainer_state.pt
+    final/                 the trained model or adapter (what `tinyr1 eval --model runs/<name>` loads)
+    plots/*.png            reward, held-out accuracy, response length, KL against step
+    summary.json           eval_before, eval_after, wall time
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tinyr1.config import TrainJob, load_config, to_dict
+from tinyr1.errors import UserError
+from tinyr1.types import Problem, Rollout
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_policy(job: TrainJob):
+    """The trainable policy (float32 master weights) and its tokenizer.
+
+    With `lora.rank > 0` the base weights are frozen and peft adapters train; the reference
+    policy is then the same model with adapters disabled (`reference_logprobs`), never a copy.
+    """
+    from tinyr1.models.load import load_model
+
+    model, tokenizer = load_model(dataclasses.replace(job.model, dtype="float32"))
+    if job.lora.rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        targets = job.lora.target_modules
+        peft_cfg = LoraConfig(
+            r=job.lora.rank, lora_alpha=job.lora.alpha, lora_dropout=job.lora.dropout,
+            target_modules="all-linear" if targets == ["all-linear"] else targets, task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, peft_cfg)
+        except ValueError as e:
+            raise UserError(f"config key 'lora.target_modules': {e}") from None
+    else:
+        model.requires_grad_(True)
+    if job.optim.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if job.lora.rank > 0:
+            model.enable_input_require_grads()
+    model.config.use_cache = True
+    return model, tokenizer
+
+
+def trainable_parameters(model) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build_optimizer(model, job: TrainJob):
+    """AdamW over the trainable parameters and a warm-up + constant/cosine LR schedule."""
+    o = job.optim
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=o.lr, weight_decay=o.weight_decay)
+    steps, warm = job.run.steps, o.warmup_steps
+
+    def factor(step: int) -> float:  # `step` counts optimizer steps already taken
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        if o.schedule == "cosine":
+            progress = (step - warm) / max(1, steps - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class ProblemStream:
+    """Training problems in a seeded order, reshuffled every epoch; its position is checkpointed."""
+
+    def __init__(self, problems: list[Problem], seed: int):
+        if not problems:
+            raise UserError("the training split is empty; choose a larger data source or a smaller data.test_size")
+        self.problems, self.seed = problems, seed
+        self.epoch, self.pos = 0, 0
+        self._order = self._shuffled(0)
+
+    def _shuffled(self, epoch: int) -> list[int]:
+        order = list(range(len(self.problems)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def take(self, k: int) -> list[Problem]:
+        out = []
+        for _ in range(k):
+            if self.pos == len(self._order):
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._shuffled(self.epoch)
+            out.append(self.problems[self._order[self.pos]])
+            self.pos += 1
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+        self._order = self._shuffled(self.epoch)
+
+
+# ----------------------------------------------------------------------------- tensors
+
+
+def build_rollout(prompt_ids: list[list[int]], response_ids: list[list[int]], finished: list[bool],
+                  problems: list[Problem], texts: list[str], group_size: int, pad_id: int) -> Rollout:
+    """Right-pad prompt+response rows into a `Rollout` (N, T). `prompt_ids` has one entry per row."""
+    rows = [p + r for p, r in zip(prompt_ids, response_ids)]
+    width = max(len(r) for r in rows)
+    n = len(rows)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    response_mask = torch.zeros((n, width), dtype=torch.float32)
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+        input_ids[i, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
+        attention[i, : len(p) + len(r)] = 1
+        response_mask[i, len(p) : len(p) + len(r)] = 1.0
+    truncated = torch.tensor([not f for f in finished], dtype=torch.bool)
+    return Rollout(input_ids, attention, response_mask, truncated, problems, texts, group_size)
+
+
+def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, bf16: bool = False,
+                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (N, T) aligned with `input_ids` (position 0 gets 0), and entropies.
+
+    The forward runs only up to the last real token of the micro-batch (no compute on a padded
+    tail), under bfloat16 autocast when `bf16`; log-probs are computed in float32.
+    """
+    from tinyr1.algorithms.logprobs import entropy_from_logits, token_logprobs
+
+    width = int(attention_mask.sum(-1).max())
+    ids, mask = input_ids[:, :width], attention_mask[:, :width]
+    device = next(model.parameters()).device
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+    logp = token_logprobs(logits[:, :-1], ids[:, 1:].to(device))
+    out = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
+    out[:, 1:width] = logp
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
+            entropy[:, 1:width] = entropy_from_logits(logits[:, :-1].detach())
+    return out, entropy
+
+
+def micro_batches(n: int, size: int, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Row indices split into micro-batches of about `size`, similar lengths together (less padding)."""
+    order = torch.argsort(lengths, descending=True)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+# ----------------------------------------------------------------------------- run folder
+
+
+def new_run_dir(job: TrainJob) -> Path:
+    name = job.run.name or f"{job.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(job.run.output_dir) / name
+    if (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another run.name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(job), sort_keys=False))
+    return run_dir
+
+
+def load_run_config(run_dir: Path, overrides: dict[str, Any]) -> TrainJob:
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: no config.yaml there (not a tinyr1 run folder)")
+    return load_config(TrainJob, run_dir / "config.yaml", overrides)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = [p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.pt").is_file()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, stream: ProblemStream,
+                    elapsed: float, keep: int = 2) -> Path:
+    """Model/adapter + tokenizer (save_pretrained) and everything needed to continue exactly."""
+    path = run_dir / f"checkpoint-{step}"
+    tmp = run_dir / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    state = dict(
+        step=step, elapsed=elapsed, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        stream=stream.state_dict(), rng_torch=torch.get_rng_state(), rng_python=random.getstate(),
+        rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    )
+    torch.save(state, tmp / "trainer_state.pt")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)  # a crash mid-save never leaves a half checkpoint that resume would pick
+    for old in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStream) -> tuple[int, float]:
+    """Restore weights, optimizer, schedule, data position and RNG; returns (step, elapsed)."""
+    from safetensors.torch import load_file
+
+    weights = path / ("adapter_model.safetensors" if (path / "adapter_config.json").is_file() else "model.safetensors")
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(weights))
+    else:
+        model.load_state_dict(load_file(weights), strict=False)
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    stream.load_state_dict(state["stream"])
+    torch.set_rng_state(state["rng_torch"])
+    random.setstate(state["rng_python"])
+    if state["rng_cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return state["step"], state["elapsed"]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def heldout_eval(model, tokenizer, problems: list[Problem], job: TrainJob, shots: list[Problem] = ()) -> dict[str, float]:
+    """Greedy accuracy on held-out problems as `eval/` metrics (model left in eval mode)."""
+    from tinyr1.evaluate import evaluate
+
+    model.eval()
+    result = evaluate(model, tokenizer, problems, job.prompt, job.sampling, job.grading, shots=shots, progress=job.run.progress)
+    s = result.summary
+    lo, hi = s["accuracy_ci95"]
+    return {
+        "eval/accuracy": s["accuracy"], "eval/accuracy_ci_low": lo, "eval/accuracy_ci_high": hi, "eval/n": s["n"],
+        "eval/response_length": s["mean_response_tokens"], "eval/parsed_rate": s["parsed_rate"], "eval/seconds": s["seconds"],
+    }
+
+
+def eval_record(metrics: dict[str, float]) -> dict[str, Any]:
+    """The summary.json form of one held-out evaluation."""
+    return {
+        "accuracy": metrics["eval/accuracy"],
+        "accuracy_ci95": [metrics["eval/accuracy_ci_low"], metrics["eval/accuracy_ci_high"]],
+        "n": metrics["eval/n"],
+        "parsed_rate": metrics["eval/parsed_rate"],
+        "mean_response_tokens": metrics["eval/response_length"],
+    }
+
+
+def frozen_copy(model):
+    """A frozen copy of a fully fine-tuned policy, the KL reference when there are no adapters."""
+    import copy
+
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def save_final(run_dir: Path, model, tokenizer) -> Path:
+    """The trained model (or adapter) in save_pretrained format under `final/`."""
+    tmp = run_dir / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(run_dir / "final", ignore_errors=True)
+    tmp.rename(run_dir / "final")
+    return run_dir / "final"
+
+
+def truncate_logs(run_dir: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint: those steps are about to be redone."""
+    from tinyr1.io import read_jsonl, write_jsonl
+
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path = run_dir / name
+        if path.is_file():
+            path_text = path.read_text(encoding="utf-8")
+            if path_text and not path_text.endswith("\n"):  # a crash mid-line: drop the partial line
+                path.write_text(path_text[: path_text.rfind("\n") + 1], encoding="utf-8")
+            write_jsonl(path, [row for _, row in read_jsonl(path) if row.get("step", 0) <= step])
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def log_samples(run_dir: Path, step: int, rollout: Rollout, rewards, per_fn, advantages, k: int) -> None:
+    """Append the first `k` completions of the step, with their rewards, to samples.jsonl."""
+    from tinyr1.io import append_jsonl
+
+    for i in range(min(k, rollout.num_sequences)):
+        append_jsonl(run_dir / "samples.jsonl", {
+            "step": step, "id": rollout.problems[i].id, "question": rollout.problems[i].question,
+            "reference": rollout.problems[i].answer, "response": rollout.texts[i], "reward": float(rewards[i]),
+            **{f"reward/{k_}": float(v[i]) for k_, v in per_fn.items()}, "advantage": float(advantages[i]),
+            "truncated": bool(rollout.truncated[i]),
+        })
