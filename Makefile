@@ -37,7 +37,7 @@ setup: $(VENV)/.installed
 dev: setup $(VENV)/.installed-dev
 
 demo: setup
-	$(BIN)/tinyr1 eval --model smollm2-135m-instruct --data synthetic:basic_arithmetic --limit 200 --out runs/demo-eval
+	$(BIN)/tinyr1 train
 
 test: dev
 	$(BIN)/python -m pytest

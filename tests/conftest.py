@@ -26,9 +26,10 @@ CORPUS = [
 
 def build_tiny_model(path, seed: int = 0):
     """Write a tiny Llama (2 layers, hidden 32) and its tokenizer to `path`; return `path`."""
-    import torch
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
+
+    from tinyr1.models.tiny import build_tiny_llama
 
     bpe = ByteLevelBPETokenizer()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -38,16 +39,7 @@ def build_tiny_model(path, seed: int = 0):
         unk_token="<|endoftext|>",
     )
     tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return build_tiny_llama(tok, path, seed=seed)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
     tinyr1 train [CONFIG.yaml] [--section.key=value ...]      (no config: configs/quickstart.yaml)
     tinyr1 train --resume runs/<name> [--run.steps=N]
+    tinyr1 train CONFIG.yaml --dry-run     (validate it and run one tiny step on CPU, offline)
     tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
                 [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
     tinyr1 grade FILE.jsonl [--out OUT.jsonl] [--style S] [--no-fallback] [--timeout SEC]
@@ -99,6 +100,8 @@ def cmd_train(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.split("\n\n")[1] + "\n\nAll keys:\n" + help_text(TrainJob))
         return 0
+    dry_run = "--dry-run" in args
+    args = [a for a in args if a != "--dry-run"]
     resume = None
     if "--resume" in args:
         i = args.index("--resume")
@@ -124,11 +127,20 @@ def cmd_train(args: list[str]) -> int:
     validate_train(job)
     from tinyr1.recipes import RECIPES
 
+    if dry_run:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="tinyr1-dry-run-"))
+        job, run_dir, resume = S.dry_run_job(job, tmp), None, None
+
     recipe = RECIPES[job.algorithm]
     if run_dir is None:
         run_dir = S.new_run_dir(job)
     print(f"tinyr1: {job.algorithm} run in {run_dir}", flush=True)
     summary = recipe(job, run_dir, resume=resume is not None)
+    if dry_run:
+        print(f"dry run ok: config valid, data and rewards load, one {job.algorithm} step ran on a tiny stand-in model")
+        return 0
     b, a = summary["eval_before"], summary["eval_after"]
     print(
         f"held-out accuracy {b['accuracy']:.1%} [{b['accuracy_ci95'][0]:.1%}, {b['accuracy_ci95'][1]:.1%}] -> "

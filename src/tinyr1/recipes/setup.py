@@ -318,3 +318,26 @@ def log_samples(run_dir: Path, step: int, rollout: Rollout, rewards, per_fn, adv
             **{f"reward/{k_}": float(v[i]) for k_, v in per_fn.items()}, "advantage": float(advantages[i]),
             "truncated": bool(rollout.truncated[i]),
         })
+
+
+def dry_run_job(job: TrainJob, tmp: Path) -> TrainJob:
+    """The same job shrunk to one step on CPU with a tiny random model standing in for the real one.
+
+    The tokenizer is the embedded SmolLM2's (the family of the SmolLM2 configs), so prompts,
+    chat template and stopping run as configured; data, rewards and every option are the job's.
+    """
+    from tinyr1.config import ModelConfig
+    from tinyr1.models.load import load_tokenizer
+    from tinyr1.models.tiny import build_tiny_llama
+
+    tokenizer = load_tokenizer(ModelConfig(name="smollm2-135m-instruct"))
+    model_dir = build_tiny_llama(tokenizer, tmp / "tiny-model")
+    g = job.grpo.group_size
+    return dataclasses.replace(
+        job,
+        model=dataclasses.replace(job.model, name=str(model_dir), device="cpu"),
+        sampling=dataclasses.replace(job.sampling, max_new_tokens=min(16, job.sampling.max_new_tokens)),
+        run=dataclasses.replace(job.run, name="dry-run", output_dir=str(tmp), steps=1, eval_size=min(4, job.run.eval_size),
+                                save_every=0, progress=False),
+        grpo=dataclasses.replace(job.grpo, batch_size=2 * g),
+    )

@@ -1,0 +1,83 @@
+"""The command line as a user runs it: files written, exit status 2 and one clear line on bad input."""
+
+import json
+
+import pytest
+
+from tinyr1.cli import main
+
+
+@pytest.fixture
+def problems_jsonl(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"q": f"Calculate {i} + 1.", "a": i + 1}) + "\n" for i in range(12)))
+    return path
+
+
+def test_eval_end_to_end_on_tiny_model(tiny_model_dir, problems_jsonl, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main([
+        "eval", "--model", str(tiny_model_dir), "--data", f"jsonl:{problems_jsonl}", "--data.question_field=q",
+        "--data.answer_field=a", "--data.test_size=5", "--split", "test", "--limit", "4", "--samples", "4",
+        "--sampling.max_new_tokens=6", f"--out={out}",
+    ])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("n", "accuracy", "accuracy_ci95", "parsed_rate", "mean_response_tokens", "pass@1", "pass@2", "pass@4", "maj@4"):
+        assert key in summary
+    assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1
+    rows = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 + 4 * 4  # greedy rows, then K samples per problem
+    assert {"prompt", "response", "extracted", "reference", "correct"} <= rows[0].keys()
+    assert rows[0]["prompt"].startswith("<|im_start|>user\nCalculate")
+    assert "accuracy (greedy)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "--data", "nosuch:x"], "unknown"),
+        (["eval", "--data", "gsm8k:/no/such/folder"], "/no/such/folder"),
+        (["eval", "--style", "latex"], "config key 'prompt.style': 'latex' is not allowed"),
+        (["eval", "--eval.colour=red"], "unknown config key 'eval.colour'"),
+        (["eval", "--model", "/no/such/model", "--data", "synthetic:chain_sum", "--data.size=10", "--data.test_size=5"], "model '/no/such/model' not found"),
+        (["eval", "--limit", "0"], "config key 'eval.limit'"),
+        (["eval", "missing.yaml"], "missing.yaml: config file not found"),
+        (["train", "--grpo.batch_size=10", "--grpo.group_size=4"], "config key 'grpo.batch_size': expected a positive multiple of grpo.group_size=4, got 10"),
+        (["train", "--grpo.scale_rewards=median"], "config key 'grpo.scale_rewards': 'median' is not allowed; expected one of 'group', 'batch', 'none'"),
+        (["train", "--optim.lr=fast"], "config key 'optim.lr': expected a number, got 'fast'"),
+        (["train", "--resume"], "--resume needs a run folder"),
+        (["train", "--resume", "/no/such/run"], "no config.yaml there"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_jsonl_line_is_named(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"question": "1+1?", "answer": "2"}\n{"question": oops}\n')
+    assert main(["eval", "--data", f"jsonl:{path}"]) == 2
+    assert f"{path}:2" in capsys.readouterr().err
+
+
+def test_help_lists_documented_keys(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--grpo.scale_rewards='group'" in out and "Dr.GRPO" in out
+
+
+def test_dry_run_checks_the_gpu_config_offline(monkeypatch, capsys):
+    """The 360M/GSM8K config validates and runs one step with a tiny stand-in model, offline."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root.parent / "shared" / "data" / "GSM8K" / "train.jsonl").is_file():
+        pytest.skip("../shared/data is not beside the checkout")
+    monkeypatch.chdir(root)
+    assert main(["train", "configs/gsm8k_grpo_smollm2_360m.yaml", "--dry-run"]) == 0
+    assert "dry run ok" in capsys.readouterr().out
