@@ -70,3 +70,63 @@ def test_resume_after_step_two_matches_an_uninterrupted_run(tiny_job, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
     steps = [json.loads(l)["step"] for l in (cut / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l]
     assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"grpo__num_iterations": 2, "grpo__clip_high": 0.4},
+        {"grpo__beta": 0.1, "grpo__kl_estimator": "k1"},
+        {"grpo__beta": 0.1, "lora__rank": 0},  # full fine-tuning: the reference is a frozen copy
+        {"grpo__loss_aggregation": "dr_grpo", "grpo__scale_rewards": "none"},
+        {"grpo__loss_aggregation": "sequence", "grpo__scale_rewards": "batch", "optim__schedule": "cosine", "optim__warmup_steps": 1},
+        {"grpo__dynamic_sampling": True, "optim__bf16": True, "optim__gradient_checkpointing": True},
+    ],
+    ids=["mu2", "kl-k1-lora", "kl-full", "dr-grpo-masked", "sequence-batch-cosine", "dynamic-bf16-ckpt"],
+)
+def test_grpo_options_train_with_finite_losses(tiny_job, overrides):
+    job = tiny_job(run__steps=1, **overrides)
+    validate_train(job)
+    run_dir = S.new_run_dir(job)
+    train(job, run_dir)
+    row = next(json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l)
+    assert math.isfinite(row["loss/policy"]) and math.isfinite(row["loss/kl"]) and row["loss/grad_norm"] > 0
+    if job.grpo.beta > 0:
+        assert row["loss/kl"] >= 0.0 if job.grpo.kl_estimator == "k3" else True
+
+
+def test_masking_truncated_responses_removes_them_from_the_loss(tiny_job):
+    # the random tiny model never stops within 8 tokens: every response is truncated, so nothing trains
+    job = tiny_job(run__steps=1, grpo__mask_truncated=True)
+    run_dir = S.new_run_dir(job)
+    train(job, run_dir)
+    row = next(json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l)
+    assert row["rollout/truncated"] == 1.0
+    assert row["loss/grad_norm"] == 0.0 and row["loss/policy"] == 0.0
+
+
+FLAT = ("Calculate 4 ", "Calculate 5 ", "Calculate 6 ")
+
+
+def test_dynamic_sampling_keeps_only_groups_with_a_signal(tiny_job, tiny_model, monkeypatch):
+    from tinyr1.recipes.grpo import collect
+    from tinyr1.rewards import rules
+
+    def half_flat(problems, responses, **_):
+        # problems starting "Calculate 4|5|6 + ..." always earn 0: their groups carry no signal
+        return [0.0 if p.question.startswith(FLAT) else float(len(r) % 2) for p, r in zip(problems, responses)]
+
+    monkeypatch.setitem(rules.REWARDS, "half_flat", half_flat)
+    job = tiny_job(grpo__dynamic_sampling=True, grpo__max_refills=8, grpo__batch_size=16)
+    fns = rules.build_reward_fns({"half_flat": 1.0}, "boxed")
+    model, tok = tiny_model
+    from tinyr1.data import load_problems
+
+    stream = S.ProblemStream(load_problems(job.data, "train"), seed=0)
+    torch.manual_seed(0)
+    rows, total, per_fn, equal_share, refills = collect(model, tok, stream, job, fns, shots=[])
+    assert len(rows["texts"]) == 16  # exactly B groups of G
+    groups = total.view(-1, 4)
+    assert (groups.std(-1) > 0).all()
+    assert not any(p.question.startswith(FLAT) for p in rows["problems"])
+    assert refills >= 1 and 0 < equal_share <= 1

@@ -89,10 +89,16 @@ def _hf_generate(model, tokenizer, prompt_ids: list[list[int]], params: Sampling
     return out[:, width:].tolist()
 
 
-ENGINES = {"hf": _hf_generate}
+def _fast_generate(model, tokenizer, prompt_ids, params, stops):
+    from tinyr1.rollout.engine import fast_generate
+
+    return fast_generate(model, tokenizer, prompt_ids, params, stops)
 
 
-def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str = "hf", progress: bool = False) -> Samples:
+ENGINES = {"hf": _hf_generate, "fast": _fast_generate}
+
+
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str = "fast", progress: bool = False) -> Samples:
     """Generate `params.n` responses for each prompt text.
 
     Prompts are processed in chunks of about `batch_size // n` prompts. Returns `Samples` with
