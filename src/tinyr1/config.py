@@ -87,6 +87,9 @@ class SamplingConfig:
     """Nucleus sampling threshold (1.0 = off)."""
     batch_size: int = 64
     """Sequences generated together."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Training only: weights of the sampling copy used for rollouts and held-out evals (LoRA merged
+    in). `auto` = bfloat16 where the hardware has bf16 matrix units, else float32."""
 
 
 @dataclass

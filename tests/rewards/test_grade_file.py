@@ -68,7 +68,7 @@ def test_output_goes_to_a_new_folder_without_temp_files(tmp_path):
 BAD_INPUTS = [
     pytest.param(['{"response": "a", "answer": "1"}', '{"answer": "1"}'], 2, 'missing key "response"', id="no-response"),
     pytest.param(['{"response": "a"}'], 1, 'missing key "answer"', id="no-answer"),
-    pytest.param(['{"response": "a", "answer": 7}'], 1, 'key "answer" must be a string, got int', id="int-answer"),
+    pytest.param(['{"response": "a", "answer": true}'], 1, 'key "answer" must be a string or a number, got bool', id="bool-answer"),
     pytest.param(['', '{"response": null, "answer": "7"}'], 2, 'key "response" must be a string, got NoneType', id="null-response"),
     pytest.param(['{"response": "a", "answer": "1", "style": "latex"}'], 1, "key \"style\" is 'latex'; allowed: boxed, gsm8k, r1", id="unknown-style"),
     pytest.param(['{"response": "a", "answer": "1", "style": 3}'], 1, 'key "style" is 3', id="non-string-style"),
@@ -117,3 +117,10 @@ def test_bad_line_after_good_ones_leaves_existing_output_untouched(tmp_path):
     with pytest.raises(UserError, match=r":2: missing key \"answer\""):
         grade_jsonl(path, out)
     assert out.read_text(encoding="utf-8") == "previous\n"
+
+
+def test_numeric_answers_are_graded_as_text(tmp_path):
+    src = tmp_path / "n.jsonl"
+    src.write_text('{"response": "#### 72", "answer": 72, "style": "gsm8k"}\n{"response": "#### 0.5", "answer": 0.25, "style": "gsm8k"}\n')
+    summary = grade_jsonl(src, tmp_path / "out.jsonl")
+    assert (summary["n"], summary["correct"]) == (2, 1)

@@ -35,6 +35,7 @@ from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
 from tinyr1.recipes import setup as S
 from tinyr1.rewards.rules import build_reward_fns
+from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.rollout.sampler import SamplingParams, sample
 from tinyr1.types import Problem, Rollout
 
@@ -161,6 +162,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     stream = S.ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed)
     model, tokenizer = S.build_policy(job)
     ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
+    sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # rollouts and evals run on a merged copy
     optimizer, scheduler = S.build_optimizer(model, job)
     start, elapsed0, summary = 0, 0.0, {}
     if resume:
@@ -173,7 +175,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
     t0 = time.perf_counter() - elapsed0
     if not resume:
-        before = S.heldout_eval(model, tokenizer, heldout, job, shots)
+        before = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
         logger.log(before, step=0)
         summary = {"eval_before": S.eval_record(before)}
         write_json_atomic(run_dir / "summary.json", summary)
@@ -181,7 +183,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     for step in range(start + 1, job.run.steps + 1):
         t_step = time.perf_counter()
         # 1. rollout and 2. reward (dynamic sampling interleaves them)
-        rows, rewards, per_fn, equal_share, refills = collect(model, tokenizer, stream, job, reward_fns, shots)
+        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(model), tokenizer, stream, job, reward_fns, shots)
         t_rollout = time.perf_counter() - t_step
         if not rows["texts"]:  # every group had equal rewards even after refills: nothing to learn from
             metrics = {"reward/total": rewards.mean().item() if len(rewards) else 0.0, "reward/equal_groups": equal_share}
@@ -210,14 +212,14 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
         logger.log(metrics, step)
         S.log_samples(run_dir, step, rollout, rewards, per_fn, advantages, job.run.log_samples)
         if job.run.eval_every and step % job.run.eval_every == 0 and step != job.run.steps:
-            ev = S.heldout_eval(model, tokenizer, heldout, job, shots)
+            ev = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
             logger.log(ev, step)
             metrics |= ev
         if job.run.save_every and step % job.run.save_every == 0:
             S.save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler, stream, time.perf_counter() - t0)
         progress.update(metrics)
     progress.close()
-    after = S.heldout_eval(model, tokenizer, heldout, job, shots)
+    after = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
     logger.log(after, step=job.run.steps)
     S.save_final(run_dir, model, tokenizer)
     summary |= {"eval_after": S.eval_record(after), "steps": job.run.steps, "wall_time_s": round(time.perf_counter() - t0, 1),

@@ -70,9 +70,13 @@ def _read_records(path: Path, default_style: str) -> list[tuple[dict[str, Any], 
         for key in _REQUIRED_KEYS:
             if key not in record:
                 raise UserError(f'{where}: missing key "{key}"; each line needs "response" and "answer"')
-            if not isinstance(record[key], str):
-                kind = type(record[key]).__name__
-                raise UserError(f'{where}: key "{key}" must be a string, got {kind}')
+            value = record[key]
+            if key == "answer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                record[key] = str(value)  # GSM8K-style files often store the answer as a number
+            elif not isinstance(value, str):
+                kind = type(value).__name__
+                expected = "a string or a number" if key == "answer" else "a string"
+                raise UserError(f'{where}: key "{key}" must be {expected}, got {kind}')
         style = record.get("style", default_style)
         if style not in STYLES:
             raise UserError(f'{where}: key "style" is {style!r}; allowed: {", ".join(STYLES)}')
