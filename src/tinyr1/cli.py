@@ -177,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
+    import warnings
+
+    # transformers' deprecation notices about its own internals (raised from peft) are noise to users
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     if command not in COMMANDS:
         print(f"tinyr1: error: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ def test_two_steps_train_every_parameter_and_write_the_run(tiny_job, lora_rank):
     for r in steps:
         assert math.isfinite(r["loss/policy"]) and math.isfinite(r["loss/grad_norm"])
         for key in ("reward/total", "reward/length_parity", "reward/accuracy", "reward/equal_groups", "loss/approx_kl",
-                    "loss/clip_frac_low", "loss/clip_frac_high", "loss/entropy", "rollout/response_length", "timing/rollout"):
+                    "loss/clip_frac_low", "loss/clip_frac_high", "loss/entropy", "rollout/response_length", "timing/rollout", "timing/reward", "timing/update"):
             assert key in r
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 2]
     assert set(summary) >= {"eval_before", "eval_after", "wall_time_s"}
@@ -124,9 +124,10 @@ def test_dynamic_sampling_keeps_only_groups_with_a_signal(tiny_job, tiny_model, 
 
     stream = S.ProblemStream(load_problems(job.data, "train"), seed=0)
     torch.manual_seed(0)
-    rows, total, per_fn, equal_share, refills = collect(model, tok, stream, job, fns, shots=[])
+    timer = {}
+    rows, total, per_fn, equal_share, refills = collect(model, tok, stream, job, fns, [], timer)
     assert len(rows["texts"]) == 16  # exactly B groups of G
     groups = total.view(-1, 4)
     assert (groups.std(-1) > 0).all()
     assert not any(p.question.startswith(FLAT) for p in rows["problems"])
-    assert refills >= 1 and 0 < equal_share <= 1
+    assert refills >= 1 and 0 < equal_share <= 1 and timer["reward"] > 0

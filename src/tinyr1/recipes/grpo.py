@@ -53,10 +53,12 @@ def generate(model, tokenizer, problems: list[Problem], job: TrainJob, shots) ->
     )
 
 
-def score(rows: dict[str, list], reward_fns) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Weighted total reward (N,) and each function's raw reward (N,)."""
+def score(rows: dict[str, list], reward_fns, timer: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted total reward (N,) and each function's raw reward (N,); adds its seconds to `timer`."""
+    t0 = time.perf_counter()
     per_fn = {name: torch.tensor(fn(rows["problems"], rows["texts"]), dtype=torch.float32) for name, (fn, _) in reward_fns.items()}
     total = sum(w * per_fn[name] for name, (_, w) in reward_fns.items())
+    timer["reward"] = timer.get("reward", 0.0) + time.perf_counter() - t0
     return total, per_fn
 
 
@@ -67,11 +69,11 @@ def select_groups(rows, total, per_fn, g: int, keep: torch.Tensor):
     return rows, total[idx], {k: v[idx] for k, v in per_fn.items()}
 
 
-def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots):
+def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots, timer: dict[str, float]):
     """Steps 1-2 (rollout, reward), with DAPO dynamic sampling refilling all-equal groups."""
     g, b = job.grpo.group_size, job.grpo.batch_size // job.grpo.group_size
-    rows, total, per_fn = generate(model, tokenizer, stream.take(b), job, shots), None, None
-    total, per_fn = score(rows, reward_fns)
+    rows = generate(model, tokenizer, stream.take(b), job, shots)
+    total, per_fn = score(rows, reward_fns, timer)
     equal_share = equal_reward_group_share(total, g)
     refills = 0
     while job.grpo.dynamic_sampling:
@@ -81,7 +83,7 @@ def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots):
         if missing <= 0 or refills == job.grpo.max_refills:
             break
         more = generate(model, tokenizer, stream.take(missing), job, shots)
-        more_total, more_fn = score(more, reward_fns)
+        more_total, more_fn = score(more, reward_fns, timer)
         rows = {k: rows[k] + more[k] for k in rows}
         total = torch.cat([total, more_total])
         per_fn = {k: torch.cat([per_fn[k], more_fn[k]]) for k in per_fn}
@@ -183,8 +185,10 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     for step in range(start + 1, job.run.steps + 1):
         t_step = time.perf_counter()
         # 1. rollout and 2. reward (dynamic sampling interleaves them)
-        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(model), tokenizer, stream, job, reward_fns, shots)
-        t_rollout = time.perf_counter() - t_step
+        timer: dict[str, float] = {}
+        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(model), tokenizer, stream, job, reward_fns, shots, timer)
+        t_reward = timer.get("reward", 0.0)
+        t_rollout = time.perf_counter() - t_step - t_reward
         if not rows["texts"]:  # every group had equal rewards even after refills: nothing to learn from
             metrics = {"reward/total": rewards.mean().item() if len(rewards) else 0.0, "reward/equal_groups": equal_share}
             logger.log(metrics, step)
@@ -204,7 +208,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
             "reward/total": rewards.mean().item(), "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
             "reward/equal_groups": equal_share, "rollout/response_length": lengths.mean().item(),
             "rollout/truncated": rollout.truncated.float().mean().item(), "rollout/refills": refills,
-            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout,
+            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout, "timing/reward": t_reward,
             "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step,
         }
         if "correctness" in per_fn:
