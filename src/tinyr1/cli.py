@@ -125,7 +125,7 @@ def cmd_train(args: list[str]) -> int:
         job = load_job(TrainJob, args, {})
         run_dir = None
     validate_train(job)
-    from tinyr1.recipes import RECIPES
+    from tinyr1.recipes import get_recipe
 
     if dry_run:
         import tempfile
@@ -133,7 +133,7 @@ def cmd_train(args: list[str]) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="tinyr1-dry-run-"))
         job, run_dir, resume = S.dry_run_job(job, tmp), None, None
 
-    recipe = RECIPES[job.algorithm]
+    recipe = get_recipe(job.algorithm)
     if run_dir is None:
         run_dir = S.new_run_dir(job)
     print(f"tinyr1: {job.algorithm} run in {run_dir}", flush=True)

@@ -211,6 +211,54 @@ class GRPOConfig:
     """Drop groups whose rewards are all equal and refill the batch from fresh prompts (DAPO)."""
     max_refills: int = 4
     """Dynamic sampling: extra rollout rounds allowed per step before training on what there is."""
+    advantage: Literal["grpo", "rloo", "reinforce_pp"] = "grpo"
+    """Advantage estimator: `grpo` (group mean, scaled per `scale_rewards`), `rloo` (mean of the
+    other samples of the group), `reinforce_pp` (REINFORCE++ baseline: group mean, then whitened
+    over the batch)."""
+
+
+@dataclass
+class SFTConfig:
+    batch_size: int = 16
+    """Examples per optimizer step."""
+    max_length: int = 512
+    """Longest prompt + response in tokens; longer examples are cut from the end."""
+    packing: bool = False
+    """Pack several examples into one row (no attention across them) to avoid computing on padding."""
+
+
+@dataclass
+class PPOConfig:
+    batch_size: int = 32
+    """Prompts per rollout (one response each)."""
+    epochs: int = 2
+    """Passes over each rollout."""
+    mini_batch_size: int = 16
+    """Sequences per optimizer step within an epoch."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """Policy ratio clip range."""
+    value_clip: float = 0.2
+    """Value clip range around the rollout's values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss."""
+    kl_coef: float = 0.05
+    """Per-token KL penalty to the reference policy, folded into the rewards (0 = off)."""
+    adaptive_kl: bool = False
+    """Adapt kl_coef towards `target_kl` (Ziegler et al. 2019)."""
+    target_kl: float = 0.1
+    """KL the adaptive controller aims for."""
+    early_stop_kl: float | None = None
+    """Stop the epochs of a rollout once approx KL exceeds this (None = never)."""
+    whiten_advantages: bool = True
+    """Normalise advantages over the batch's response tokens."""
+    critic: Literal["shared", "separate"] = "shared"
+    """`shared`: a value head on the policy's backbone (no second model); `separate`: its own copy."""
 
 
 @dataclass
@@ -224,7 +272,7 @@ class RewardConfig:
 class TrainJob:
     """`tinyr1 train`: fine-tune a model with the chosen algorithm, evaluating before, during and after."""
 
-    algorithm: Literal["grpo"] = "grpo"
+    algorithm: Literal["grpo", "sft", "ppo"] = "grpo"
     """Training algorithm."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -236,6 +284,8 @@ class TrainJob:
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
 
 # ----------------------------------------------------------------------------- loading

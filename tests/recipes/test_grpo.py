@@ -79,10 +79,12 @@ def test_resume_after_step_two_matches_an_uninterrupted_run(tiny_job, tmp_path):
         {"grpo__beta": 0.1, "grpo__kl_estimator": "k1"},
         {"grpo__beta": 0.1, "lora__rank": 0},  # full fine-tuning: the reference is a frozen copy
         {"grpo__loss_aggregation": "dr_grpo", "grpo__scale_rewards": "none"},
+        {"grpo__advantage": "rloo"},
+        {"grpo__advantage": "reinforce_pp"},
         {"grpo__loss_aggregation": "sequence", "grpo__scale_rewards": "batch", "optim__schedule": "cosine", "optim__warmup_steps": 1},
         {"grpo__dynamic_sampling": True, "optim__bf16": True, "optim__gradient_checkpointing": True},
     ],
-    ids=["mu2", "kl-k1-lora", "kl-full", "dr-grpo-masked", "sequence-batch-cosine", "dynamic-bf16-ckpt"],
+    ids=["mu2", "kl-k1-lora", "kl-full", "dr-grpo", "rloo", "reinforce-pp", "sequence-batch-cosine", "dynamic-bf16-ckpt"],
 )
 def test_grpo_options_train_with_finite_losses(tiny_job, overrides):
     job = tiny_job(run__steps=1, **overrides)

@@ -1,5 +1,13 @@
-"""Training loops, one file per algorithm; `RECIPES` maps `algorithm:` to its `train` function."""
+"""Training loops, one file per algorithm; `get_recipe(algorithm)` returns its `train` function.
 
-from tinyr1.recipes.grpo import train as train_grpo
+Every loop has the signature `train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict`
+and writes the same run folder (see setup.py).
+"""
 
-RECIPES = {"grpo": train_grpo}
+import importlib
+
+RECIPES = {"grpo": "tinyr1.recipes.grpo", "sft": "tinyr1.recipes.sft", "ppo": "tinyr1.recipes.ppo"}
+
+
+def get_recipe(algorithm: str):
+    return importlib.import_module(RECIPES[algorithm]).train

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from tinyr1.algorithms.advantages import equal_reward_group_share, group_advantages
+from tinyr1.algorithms.advantages import equal_reward_group_share, group_advantages, reinforce_pp_advantages, rloo_advantages
 from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
 from tinyr1.config import TrainJob
 from tinyr1.data.prompts import render_prompt
@@ -38,6 +38,14 @@ from tinyr1.rewards.rules import build_reward_fns
 from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.rollout.sampler import SamplingParams, sample
 from tinyr1.types import Problem, Rollout
+
+
+# The advantage estimator, chosen in this one place: rewards (N,) -> advantages (N,).
+ADVANTAGES = {
+    "grpo": lambda rewards, cfg: group_advantages(rewards, cfg.group_size, cfg.scale_rewards),
+    "rloo": lambda rewards, cfg: rloo_advantages(rewards, cfg.group_size),
+    "reinforce_pp": lambda rewards, cfg: reinforce_pp_advantages(rewards, cfg.group_size),
+}
 
 
 def generate(model, tokenizer, problems: list[Problem], job: TrainJob, shots) -> dict[str, list]:
@@ -196,8 +204,8 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
             continue
         rollout = S.build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"],
                                   rows["texts"], job.grpo.group_size, tokenizer.pad_token_id)
-        # 3. advantages: group-relative, broadcast to every token of the response
-        advantages = group_advantages(rewards, job.grpo.group_size, job.grpo.scale_rewards)
+        # 3. advantages: relative to the other samples of the prompt, shared by every token of a response
+        advantages = ADVANTAGES[job.grpo.advantage](rewards, job.grpo)
         # 4. update
         t_update = time.perf_counter()
         metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)

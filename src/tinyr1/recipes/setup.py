@@ -41,7 +41,8 @@ def build_policy(job: TrainJob):
     """
     from tinyr1.models.load import load_model
 
-    model, tokenizer = load_model(dataclasses.replace(job.model, dtype="float32"))
+    # an adapter (e.g. a previous SFT run) is merged into its base, so new adapters train on top
+    model, tokenizer = load_model(dataclasses.replace(job.model, dtype="float32"), merge_adapter=True)
     if job.lora.rank > 0:
         from peft import LoraConfig, get_peft_model
 
