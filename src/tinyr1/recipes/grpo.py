@@ -31,13 +31,11 @@ import torch
 from tinyr1.algorithms.advantages import equal_reward_group_share, group_advantages, reinforce_pp_advantages, rloo_advantages
 from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
 from tinyr1.config import TrainJob
-from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
 from tinyr1.recipes import setup as S
 from tinyr1.rewards.rules import build_reward_fns
 from tinyr1.rollout.policy_copy import SamplingCopy
-from tinyr1.rollout.sampler import SamplingParams, sample
-from tinyr1.types import Problem, Rollout
+from tinyr1.types import Rollout
 
 
 # The advantage estimator, chosen in this one place: rewards (N,) -> advantages (N,).
@@ -46,28 +44,6 @@ ADVANTAGES = {
     "rloo": lambda rewards, cfg: rloo_advantages(rewards, cfg.group_size),
     "reinforce_pp": lambda rewards, cfg: reinforce_pp_advantages(rewards, cfg.group_size),
 }
-
-
-def generate(model, tokenizer, problems: list[Problem], job: TrainJob, shots) -> dict[str, list]:
-    """Sample G responses per problem; returns row-aligned lists (N rows, grouped by problem)."""
-    g = job.grpo.group_size
-    prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in problems]
-    params = SamplingParams(job.sampling.max_new_tokens, job.grpo.temperature, job.sampling.top_p, g, job.sampling.batch_size)
-    model.eval()
-    out = sample(model, tokenizer, prompts, params)
-    return dict(
-        prompt_ids=[out.prompt_ids[i // g] for i in range(len(out.texts))], response_ids=out.response_ids,
-        finished=out.finished, texts=out.texts, problems=[problems[i // g] for i in range(len(out.texts))],
-    )
-
-
-def score(rows: dict[str, list], reward_fns, timer: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Weighted total reward (N,) and each function's raw reward (N,); adds its seconds to `timer`."""
-    t0 = time.perf_counter()
-    per_fn = {name: torch.tensor(fn(rows["problems"], rows["texts"]), dtype=torch.float32) for name, (fn, _) in reward_fns.items()}
-    total = sum(w * per_fn[name] for name, (_, w) in reward_fns.items())
-    timer["reward"] = timer.get("reward", 0.0) + time.perf_counter() - t0
-    return total, per_fn
 
 
 def select_groups(rows, total, per_fn, g: int, keep: torch.Tensor):
@@ -80,8 +56,8 @@ def select_groups(rows, total, per_fn, g: int, keep: torch.Tensor):
 def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots, timer: dict[str, float]):
     """Steps 1-2 (rollout, reward), with DAPO dynamic sampling refilling all-equal groups."""
     g, b = job.grpo.group_size, job.grpo.batch_size // job.grpo.group_size
-    rows = generate(model, tokenizer, stream.take(b), job, shots)
-    total, per_fn = score(rows, reward_fns, timer)
+    rows = S.generate_rows(model, tokenizer, stream.take(b), job, shots, g, job.grpo.temperature)
+    total, per_fn = S.score(rows, reward_fns, timer)
     equal_share = equal_reward_group_share(total, g)
     refills = 0
     while job.grpo.dynamic_sampling:
@@ -90,8 +66,8 @@ def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots, timer: d
         missing = b - len(rows["texts"]) // g
         if missing <= 0 or refills == job.grpo.max_refills:
             break
-        more = generate(model, tokenizer, stream.take(missing), job, shots)
-        more_total, more_fn = score(more, reward_fns, timer)
+        more = S.generate_rows(model, tokenizer, stream.take(missing), job, shots, g, job.grpo.temperature)
+        more_total, more_fn = S.score(more, reward_fns, timer)
         rows = {k: rows[k] + more[k] for k in rows}
         total = torch.cat([total, more_total])
         per_fn = {k: torch.cat([per_fn[k], more_fn[k]]) for k in per_fn}
@@ -99,21 +75,6 @@ def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots, timer: d
     if len(rows["texts"]) > b * g:  # a refill can overshoot: train on exactly B groups
         rows, total, per_fn = select_groups(rows, total, per_fn, g, torch.arange(len(rows["texts"]) // g) < b)
     return rows, total, per_fn, equal_share, refills
-
-
-def reference_logprobs(model, ref_model, rollout: Rollout, job: TrainJob) -> torch.Tensor:
-    """Log-probs of the reference policy: the adapters switched off, or the frozen copy."""
-    out = torch.zeros(rollout.input_ids.shape)
-    lengths = rollout.attention_mask.sum(-1)
-    with torch.no_grad():
-        for mb in S.micro_batches(rollout.num_sequences, job.optim.micro_batch_size, lengths):
-            if ref_model is None:
-                with model.disable_adapter():
-                    lp, _ = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
-            else:
-                lp, _ = S.sequence_logprobs(ref_model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
-            out[mb] = lp.cpu()
-    return out
 
 
 def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages: torch.Tensor, job: TrainJob) -> dict[str, float]:
@@ -125,7 +86,7 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     counts = dict(max_len=job.sampling.max_new_tokens, token_count=mask.sum().clamp(min=1), seq_count=max(1, int((mask.sum(-1) > 0).sum())))
     lengths = rollout.attention_mask.sum(-1)
     batches = S.micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
-    ref = reference_logprobs(model, ref_model, rollout, job) if g.beta > 0 else None
+    ref = S.reference_logprobs(model, ref_model, rollout, job) if g.beta > 0 else None
     old = None
     if g.num_iterations > 1:  # the policy moves between iterations: freeze the rollout policy's log-probs
         model.eval()
@@ -179,7 +140,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
         ckpt = S.latest_checkpoint(run_dir)
         if ckpt is None:
             raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
-        start, elapsed0 = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
+        start, elapsed0, _ = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
         S.truncate_logs(run_dir, start)
         summary = S.read_summary(run_dir)
     logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
@@ -202,8 +163,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
             logger.log(metrics, step)
             progress.update(metrics)
             continue
-        rollout = S.build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"],
-                                  rows["texts"], job.grpo.group_size, tokenizer.pad_token_id)
+        rollout = S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
         # 3. advantages: relative to the other samples of the prompt, shared by every token of a response
         advantages = ADVANTAGES[job.grpo.advantage](rewards, job.grpo)
         # 4. update

@@ -69,10 +69,11 @@ def trainable_parameters(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def build_optimizer(model, job: TrainJob):
-    """AdamW over the trainable parameters and a warm-up + constant/cosine LR schedule."""
+def build_optimizer(model, job: TrainJob, extra_params: list[torch.nn.Parameter] = ()):
+    """AdamW over the trainable parameters (plus `extra_params`, e.g. a value head) and a
+    warm-up + constant/cosine LR schedule."""
     o = job.optim
-    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=o.lr, weight_decay=o.weight_decay)
+    optimizer = torch.optim.AdamW([*trainable_parameters(model), *extra_params], lr=o.lr, weight_decay=o.weight_decay)
     steps, warm = job.run.steps, o.warmup_steps
 
     def factor(step: int) -> float:  # `step` counts optimizer steps already taken
@@ -120,6 +121,52 @@ class ProblemStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.pos = state["epoch"], state["pos"]
         self._order = self._shuffled(self.epoch)
+
+
+# ----------------------------------------------------------------------------- rollout and reward
+
+
+def generate_rows(model, tokenizer, problems: list[Problem], job: TrainJob, shots, n: int, temperature: float) -> dict[str, list]:
+    """Sample `n` responses per problem; returns row-aligned lists (N rows, grouped by problem)."""
+    from tinyr1.data.prompts import render_prompt
+    from tinyr1.rollout.sampler import SamplingParams, sample
+
+    prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in problems]
+    params = SamplingParams(job.sampling.max_new_tokens, temperature, job.sampling.top_p, n, job.sampling.batch_size)
+    model.eval()
+    out = sample(model, tokenizer, prompts, params)
+    return dict(
+        prompt_ids=[out.prompt_ids[i // n] for i in range(len(out.texts))], response_ids=out.response_ids,
+        finished=out.finished, texts=out.texts, problems=[problems[i // n] for i in range(len(out.texts))],
+    )
+
+
+def score(rows: dict[str, list], reward_fns, timer: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted total reward (N,) and each function's raw reward (N,); adds its seconds to `timer`."""
+    t0 = time.perf_counter()
+    per_fn = {name: torch.tensor(fn(rows["problems"], rows["texts"]), dtype=torch.float32) for name, (fn, _) in reward_fns.items()}
+    total = sum(w * per_fn[name] for name, (_, w) in reward_fns.items())
+    timer["reward"] = timer.get("reward", 0.0) + time.perf_counter() - t0
+    return total, per_fn
+
+
+def rollout_from_rows(rows: dict[str, list], group_size: int, pad_id: int) -> Rollout:
+    return build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"], rows["texts"], group_size, pad_id)
+
+
+def reference_logprobs(model, ref_model, rollout: Rollout, job: TrainJob) -> torch.Tensor:
+    """Log-probs (N, T) of the reference policy: the adapters switched off, or the frozen copy."""
+    out = torch.zeros(rollout.input_ids.shape)
+    lengths = rollout.attention_mask.sum(-1)
+    with torch.no_grad():
+        for mb in micro_batches(rollout.num_sequences, job.optim.micro_batch_size, lengths):
+            if ref_model is None:
+                with model.disable_adapter():
+                    lp, _ = sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
+            else:
+                lp, _ = sequence_logprobs(ref_model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
+            out[mb] = lp.cpu()
+    return out
 
 
 # ----------------------------------------------------------------------------- tensors
@@ -198,7 +245,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, stream: ProblemStream,
-                    elapsed: float, keep: int = 2) -> Path:
+                    elapsed: float, keep: int = 2, extra: dict[str, Any] | None = None) -> Path:
     """Model/adapter + tokenizer (save_pretrained) and everything needed to continue exactly."""
     path = run_dir / f"checkpoint-{step}"
     tmp = run_dir / f".checkpoint-{step}.tmp"
@@ -208,7 +255,7 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
     state = dict(
         step=step, elapsed=elapsed, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
         stream=stream.state_dict(), rng_torch=torch.get_rng_state(), rng_python=random.getstate(),
-        rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, extra=extra or {},
     )
     torch.save(state, tmp / "trainer_state.pt")
     shutil.rmtree(path, ignore_errors=True)
@@ -218,8 +265,8 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
     return path
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStream) -> tuple[int, float]:
-    """Restore weights, optimizer, schedule, data position and RNG; returns (step, elapsed)."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStream) -> tuple[int, float, dict[str, Any]]:
+    """Restore weights, optimizer, schedule, data position and RNG; returns (step, elapsed, extra)."""
     from safetensors.torch import load_file
 
     weights = path / ("adapter_model.safetensors" if (path / "adapter_config.json").is_file() else "model.safetensors")
@@ -237,7 +284,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStre
     random.setstate(state["rng_python"])
     if state["rng_cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return state["step"], state["elapsed"]
+    return state["step"], state["elapsed"], state.get("extra", {})
 
 
 # ----------------------------------------------------------------------------- evaluation
