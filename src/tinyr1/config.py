@@ -251,8 +251,8 @@ class PPOConfig:
     """Per-token KL penalty to the reference policy, folded into the rewards (0 = off)."""
     adaptive_kl: bool = False
     """Adapt kl_coef towards `target_kl` (Ziegler et al. 2019)."""
-    target_kl: float = 0.1
-    """KL the adaptive controller aims for."""
+    target_kl: float = 1.0
+    """KL per response (summed over its tokens, nats) that the adaptive controller aims for."""
     early_stop_kl: float | None = None
     """Stop the epochs of a rollout once approx KL exceeds this (None = never)."""
     whiten_advantages: bool = True
@@ -473,6 +473,17 @@ def validate_train(job: "TrainJob") -> None:
     _check(job.sampling.max_new_tokens >= 1, "sampling.max_new_tokens", "an integer >= 1", job.sampling.max_new_tokens)
     _check(0 < job.sampling.top_p <= 1, "sampling.top_p", "a number in (0, 1]", job.sampling.top_p)
     _check(bool(job.reward.weights), "reward.weights", "at least one reward function", job.reward.weights)
+    if job.algorithm == "ppo":
+        p = job.ppo
+        _check(p.batch_size >= 1, "ppo.batch_size", "an integer >= 1", p.batch_size)
+        _check(p.epochs >= 1, "ppo.epochs", "an integer >= 1", p.epochs)
+        _check(p.mini_batch_size >= 1, "ppo.mini_batch_size", "an integer >= 1", p.mini_batch_size)
+        _check(0 <= p.gamma <= 1, "ppo.gamma", "a number in [0, 1]", p.gamma)
+        _check(0 <= p.lam <= 1, "ppo.lam", "a number in [0, 1]", p.lam)
+        _check(p.clip > 0, "ppo.clip", "a number > 0", p.clip)
+        _check(p.value_clip > 0, "ppo.value_clip", "a number > 0", p.value_clip)
+        _check(p.kl_coef >= 0, "ppo.kl_coef", "a number >= 0", p.kl_coef)
+        _check(p.target_kl > 0, "ppo.target_kl", "a number > 0", p.target_kl)
     for name, w in job.reward.weights.items():
         _check(isinstance(w, (int, float)) and not isinstance(w, bool), f"reward.weights.{name}", "a number", w)
 

@@ -388,4 +388,5 @@ def dry_run_job(job: TrainJob, tmp: Path) -> TrainJob:
         run=dataclasses.replace(job.run, name="dry-run", output_dir=str(tmp), steps=1, eval_size=min(4, job.run.eval_size),
                                 save_every=0, progress=False),
         grpo=dataclasses.replace(job.grpo, batch_size=2 * g),
+        ppo=dataclasses.replace(job.ppo, batch_size=2, mini_batch_size=2),
     )

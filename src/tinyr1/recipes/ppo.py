@@ -1,0 +1,255 @@
+"""PPO with a learned value function and GAE, in one loop: rollout -> reward -> advantages -> update -> log.
+
+    tinyr1 train configs/ppo_quickstart.yaml
+
+Each step samples one response for each of `ppo.batch_size` prompts, scores it, and turns the
+outcome into per-token rewards: the (weighted) outcome reward on the last response token and,
+with `kl_coef > 0`, a per-token penalty -kl_coef * (log pi - log pi_ref) on every token
+(Ziegler et al. 2019; Ouyang et al. 2022). GAE (gamma, lambda) over the value function's
+estimates gives per-token advantages and returns; then `epochs` passes of mini-batches optimise
+the clipped policy surrogate plus `vf_coef` x the clipped value loss.
+
+How it departs from the usual RLHF-PPO, on purpose:
+- The critic is a value head (one linear layer) on the policy's own last hidden state, so under
+  LoRA the adapters are shared by actor and critic and no second model is held
+  (`critic: separate` gives the critic its own copy of the backbone instead).
+- With LoRA the reference policy is the same model with adapters disabled.
+- Losses divide by the rollout's global token count (as in GRPO), so mini-batch splitting does
+  not re-weight tokens.
+- Early stop: an epoch loop ends once the approx KL to the rollout policy exceeds `early_stop_kl`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from tinyr1.algorithms.advantages import gae, whiten
+from tinyr1.algorithms.logprobs import entropy_from_logits, token_logprobs
+from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
+from tinyr1.config import TrainJob
+from tinyr1.errors import UserError
+from tinyr1.recipes import setup as S
+from tinyr1.rewards.rules import build_reward_fns
+from tinyr1.rollout.policy_copy import SamplingCopy
+from tinyr1.types import Rollout
+
+
+class Critic(torch.nn.Module):
+    """V(s_t) from the hidden state that predicts token t; `backbone` None = the policy's own."""
+
+    def __init__(self, hidden_size: int, backbone=None):
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)  # start from V = 0: no bias before any return is seen
+        torch.nn.init.zeros_(self.head.bias)
+
+
+def forward(model, critic: Critic, ids, mask, bf16: bool, with_entropy: bool = False):
+    """Policy log-probs, values and entropies, all (n, T) and aligned with `ids` (position 0 = 0)."""
+    width = int(mask.sum(-1).max())
+    ids_w, mask_w = ids[:, :width], mask[:, :width]
+    device = next(model.parameters()).device
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(input_ids=ids_w.to(device), attention_mask=mask_w.to(device), use_cache=False, output_hidden_states=True)
+        hidden = out.hidden_states[-1]
+        if critic.backbone is not None:
+            hidden = critic.backbone(input_ids=ids_w.to(device), attention_mask=mask_w.to(device),
+                                     use_cache=False, output_hidden_states=True).hidden_states[-1]
+        v = critic.head(hidden.float()).squeeze(-1)
+    logp = torch.zeros(ids.shape, device=device)
+    values = torch.zeros(ids.shape, device=device)
+    logp[:, 1:width] = token_logprobs(out.logits[:, :-1], ids_w[:, 1:].to(device))
+    values[:, 1:width] = v[:, :-1]  # the state before token t is the hidden state at t - 1
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = torch.zeros(ids.shape, device=device)
+            entropy[:, 1:width] = entropy_from_logits(out.logits[:, :-1].detach())
+    return logp.cpu(), values.cpu(), entropy
+
+
+def response_index(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (N, L) of each row's response positions in (N, T), right-padded, and their mask."""
+    starts = rollout.response_mask.argmax(-1)
+    lengths = rollout.response_mask.sum(-1).long()
+    width = max(1, int(lengths.max()))
+    idx = (starts[:, None] + torch.arange(width)[None]).clamp(max=rollout.input_ids.shape[1] - 1)
+    return idx, (torch.arange(width)[None] < lengths[:, None]).float()
+
+
+def take(x: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(n, T) -> (n, L): the response positions of each row, zero past its end."""
+    return x.gather(1, idx) * mask
+
+
+def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.Tensor, job: TrainJob, kl_coef: float):
+    """Step 3: old log-probs and values, per-token rewards, GAE advantages and returns, all (N, L)."""
+    p, o = job.ppo, job.optim
+    old_logp = torch.zeros(rollout.input_ids.shape)
+    old_values = torch.zeros(rollout.input_ids.shape)
+    model.eval()
+    with torch.no_grad():
+        for mb in S.micro_batches(rollout.num_sequences, o.micro_batch_size, rollout.attention_mask.sum(-1)):
+            old_logp[mb], old_values[mb], _ = forward(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16)
+    idx, mask = response_index(rollout)
+    kl = torch.zeros_like(mask)
+    if kl_coef > 0:  # k1 per token: log pi - log pi_ref on the sampled tokens
+        kl = take(old_logp - S.reference_logprobs(model, ref_model, rollout, job), idx, mask)
+    rewards = -kl_coef * kl
+    last = (mask.sum(-1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(last)), last] += outcome  # the outcome reward lands on the last response token
+    values = take(old_values, idx, mask)
+    advantages, returns = gae(rewards, values, mask, p.gamma, p.lam)
+    if p.whiten_advantages:
+        advantages = whiten(advantages, mask)
+    return dict(idx=idx, mask=mask, logp=take(old_logp, idx, mask), values=values, advantages=advantages,
+                returns=returns, kl=kl)
+
+
+def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job: TrainJob) -> dict[str, float]:
+    """Step 4: `epochs` passes of shuffled mini-batches on the clipped policy and value losses."""
+    p, o = job.ppo, job.optim
+    n = rollout.num_sequences
+    params = [*S.trainable_parameters(model), *critic.parameters()]
+    sums: dict[str, float] = {}
+    seen, grad_norms, epochs_run = 0.0, [], 0
+    model.train()
+    for _ in range(p.epochs):
+        epoch_kl, epoch_tokens = 0.0, 0.0
+        for rows in torch.randperm(n).split(p.mini_batch_size):
+            tokens = exp["mask"][rows].sum().clamp(min=1)  # each mini-batch loss is a mean over its tokens
+            optimizer.zero_grad(set_to_none=True)
+            for mb in rows.split(o.micro_batch_size):
+                idx, m = exp["idx"][mb], exp["mask"][mb]
+                logp, values, entropy = forward(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, True)
+                logp, values = take(logp, idx, m), take(values, idx, m)
+                pl, ps = policy_loss(logp, exp["logp"][mb], exp["advantages"][mb], m, p.clip, p.clip, "token", token_count=tokens)
+                vl, vs = value_loss(values, exp["values"][mb], exp["returns"][mb], m, p.value_clip, "token", token_count=tokens)
+                (pl + p.vf_coef * vl).backward()
+                k = float(m.sum())
+                ent = masked_mean(take(entropy.cpu(), idx, m), m).item()
+                for name, v in {**ps, **vs, "entropy": ent}.items():
+                    sums[name] = sums.get(name, 0.0) + float(v) * k
+                sums["policy"] = sums.get("policy", 0.0) + pl.item() * float(tokens)
+                sums["value"] = sums.get("value", 0.0) + vl.item() * float(tokens)
+                seen += k
+                epoch_kl, epoch_tokens = epoch_kl + ps["approx_kl"] * k, epoch_tokens + k
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))))
+            optimizer.step()
+        epochs_run += 1
+        if p.early_stop_kl is not None and epoch_kl / max(1.0, epoch_tokens) > p.early_stop_kl:
+            break  # the policy moved too far from the rollout policy: stop reusing this rollout
+    scheduler.step()
+    model.eval()
+    out = {f"loss/{k}": v / max(1.0, seen) for k, v in sums.items()}
+    return out | {"loss/grad_norm": sum(grad_norms) / len(grad_norms), "ppo/epochs_run": epochs_run,
+                  "optim/lr": scheduler.get_last_lr()[0]}
+
+
+def adapt_kl(coef: float, kl: float, target: float) -> float:
+    """Proportional KL controller (Ziegler et al. 2019): move the coefficient towards `target`,
+    by at most 2% per step (error clipped to +-0.2, gain 0.1)."""
+    error = max(-0.2, min(0.2, kl / target - 1.0))
+    return coef * (1.0 + 0.1 * error)
+
+
+def build_critic(model, job: TrainJob) -> Critic:
+    base = model.get_base_model() if hasattr(model, "peft_config") else model
+    backbone = None
+    if job.ppo.critic == "separate":
+        backbone = S.frozen_copy(base)
+        backbone.requires_grad_(True)  # trained fully: its own copy of the backbone
+        backbone.train()
+    return Critic(base.config.hidden_size, backbone).to(next(model.parameters()).device)
+
+
+def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
+    """Run PPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
+    from tinyr1.data import load_problems
+    from tinyr1.io import write_json_atomic
+    from tinyr1.plots import plot_run
+    from tinyr1.tracking import MetricsLogger, Progress
+
+    # setup: data and rewards first (fail fast on bad input), then the model and the critic
+    torch.manual_seed(job.run.seed)
+    reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout)
+    train_problems = load_problems(job.data, "train")
+    heldout = load_problems(job.data, "test")[: job.run.eval_size]
+    shots = train_problems[: job.prompt.few_shot]
+    stream = S.ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed)
+    model, tokenizer = S.build_policy(job)
+    critic = build_critic(model, job)
+    ref_model = S.frozen_copy(model) if job.ppo.kl_coef > 0 and job.lora.rank == 0 else None
+    sampler = SamplingCopy(model, job.model, job.sampling.dtype)
+    optimizer, scheduler = S.build_optimizer(model, job, extra_params=list(critic.parameters()))
+    start, elapsed0, summary, kl_coef = 0, 0.0, {}, job.ppo.kl_coef
+    if resume:
+        ckpt = S.latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
+        start, elapsed0, extra = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
+        critic.load_state_dict(extra["critic"])
+        kl_coef = extra["kl_coef"]
+        S.truncate_logs(run_dir, start)
+        summary = S.read_summary(run_dir)
+    logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
+    t0 = time.perf_counter() - elapsed0
+    if not resume:
+        before = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
+        logger.log(before, step=0)
+        summary = {"eval_before": S.eval_record(before)}
+        write_json_atomic(run_dir / "summary.json", summary)
+    progress = Progress(job.run.steps, initial=start, desc="ppo", enabled=job.run.progress)
+    for step in range(start + 1, job.run.steps + 1):
+        t_step, timer = time.perf_counter(), {}
+        # 1. rollout: one response per prompt
+        rows = S.generate_rows(sampler.refresh(model), tokenizer, stream.take(job.ppo.batch_size), job, shots, 1, job.ppo.temperature)
+        rollout = S.rollout_from_rows(rows, 1, tokenizer.pad_token_id)
+        t_rollout = time.perf_counter() - t_step
+        # 2. reward: the outcome of each response
+        outcome, per_fn = S.score(rows, reward_fns, timer)
+        # 3. advantages: per-token rewards (outcome at the end, KL penalty per token) through GAE
+        exp = make_experience(model, critic, ref_model, rollout, outcome, job, kl_coef)
+        # 4. update
+        t_update = time.perf_counter()
+        metrics = update(model, critic, optimizer, scheduler, rollout, exp, job)
+        mean_kl = masked_mean(exp["kl"], exp["mask"]).item()
+        if job.ppo.adaptive_kl and kl_coef > 0:
+            kl_coef = adapt_kl(kl_coef, mean_kl * exp["mask"].sum(-1).mean().item(), job.ppo.target_kl)
+        # 5. log
+        lengths = exp["mask"].sum(-1)
+        metrics |= {f"reward/{k}": v.mean().item() for k, v in per_fn.items()}
+        metrics |= {
+            "reward/total": outcome.mean().item(), "loss/kl": mean_kl, "ppo/kl_coef": kl_coef,
+            "value/mean": masked_mean(exp["values"], exp["mask"]).item(),
+            "rollout/response_length": lengths.mean().item(), "rollout/truncated": rollout.truncated.float().mean().item(),
+            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout, "timing/reward": timer["reward"],
+            "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step,
+        }
+        if "correctness" in per_fn:
+            metrics["reward/accuracy"] = per_fn["correctness"].mean().item()
+        logger.log(metrics, step)
+        S.log_samples(run_dir, step, rollout, outcome, per_fn, exp["advantages"][:, 0], job.run.log_samples)
+        if job.run.eval_every and step % job.run.eval_every == 0 and step != job.run.steps:
+            ev = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
+            logger.log(ev, step)
+            metrics |= ev
+        if job.run.save_every and step % job.run.save_every == 0:
+            S.save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler, stream, time.perf_counter() - t0,
+                              extra={"critic": critic.state_dict(), "kl_coef": kl_coef})
+        progress.update(metrics)
+    progress.close()
+    after = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
+    logger.log(after, step=job.run.steps)
+    S.save_final(run_dir, model, tokenizer)
+    torch.save(critic.state_dict(), run_dir / "final" / "critic.pt")
+    summary |= {"eval_after": S.eval_record(after), "steps": job.run.steps, "wall_time_s": round(time.perf_counter() - t0, 1),
+                "model": job.model.name, "data": job.data.source, "algorithm": job.algorithm}
+    write_json_atomic(run_dir / "summary.json", summary)
+    plot_run(run_dir)
+    logger.close()
+    return summary
