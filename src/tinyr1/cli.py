@@ -1,4 +1,4 @@
-"""Command line: `tinyr1 train | eval | grade`.
+"""Command line: `tinyr1 train | eval | grade | report`.
 
     tinyr1 train [CONFIG.yaml] [--section.key=value ...]      (no config: configs/quickstart.yaml)
     tinyr1 train --resume runs/<name> [--run.steps=N]
@@ -6,6 +6,7 @@
     tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
                 [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
     tinyr1 grade FILE.jsonl [--out OUT.jsonl] [--style S] [--no-fallback] [--timeout SEC]
+    tinyr1 report RUN_DIR... [--out report/] [--title T]   (compare runs: table, verdict, curves)
 
 Every option is a dotted config key (`tinyr1 eval --help` lists them with their docs); the short
 flags above are aliases. Bad input of any kind prints one line naming the file, line or key and
@@ -168,7 +169,23 @@ def cmd_grade(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grade": cmd_grade}
+def cmd_report(args: list[str]) -> int:
+    import argparse
+
+    from tinyr1.report import write_report
+
+    parser = argparse.ArgumentParser(prog="tinyr1 report", description="Compare training runs: a table of held-out "
+                                     "accuracy before -> after, a verdict, and overlaid curves, in OUT/report.md.")
+    parser.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders written by tinyr1 train")
+    parser.add_argument("--out", default="report/", help="folder for report.md and its PNGs (default: report/)")
+    parser.add_argument("--title", help="heading of the report")
+    ns = parser.parse_args(args)
+    path = write_report([Path(d) for d in ns.run_dirs], Path(ns.out), title=ns.title)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grade": cmd_grade, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,235 @@
+"""Tests for tinyr1.report: the comparison table, the base row, the verdict, figures and bad input.
+
+Run folders are written by hand with known numbers (no model, no training), so every cell of the
+table can be asserted exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tinyr1.cli import main
+from tinyr1.report import method_name, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BASE = {"accuracy": 0.30, "accuracy_ci95": [0.20, 0.40], "n": 100}
+
+
+def _record(acc, lo, hi, n=100, **extra):
+    return {"accuracy": acc, "accuracy_ci95": [lo, hi], "n": n, **extra}
+
+
+def _eval_line(step, elapsed, rec, **extra):
+    lo, hi = rec["accuracy_ci95"]
+    return {"step": step, "time/elapsed": elapsed, "eval/accuracy": rec["accuracy"], "eval/accuracy_ci_low": lo,
+            "eval/accuracy_ci_high": hi, "eval/n": rec["n"], **extra}
+
+
+def make_run(root, name, *, algorithm="grpo", section=None, rank=32, before=BASE, after=None, steps=4,
+             done_steps=None, wall_s=120.0, train_keys=True, final_eval_extra=None, model="tiny-model"):
+    """A run folder: config.yaml, metrics.jsonl (30 s per step, 250 tokens per step), summary.json.
+
+    `after=None` leaves the run unfinished after `done_steps` steps (no eval_after).
+    """
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"algorithm": algorithm, "model": {"name": model}, "data": {"source": "synthetic:basic_arithmetic"},
+              "lora": {"rank": rank}, "run": {"name": name, "steps": steps}, algorithm: section or {}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    done = steps if after else (done_steps or 0)
+    rows = [_eval_line(0, 10.0, before)] if before else []
+    for s in range(1, done + 1):
+        rows.append({"step": s, "time/elapsed": 10.0 + 25.0 * s} | ({
+            "reward/total": 0.1 * s, "rollout/response_length": 50.0 - s, "rollout/tokens": 250,
+            "loss/approx_kl": 0.01 * s} if train_keys else {"loss/sft": 1.0 / s}))
+    if after:
+        rows.append(_eval_line(steps, wall_s, after, **(final_eval_extra or {})))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {"eval_before": before} if before else {}
+    if after:
+        summary |= {"eval_after": after, "steps": steps, "wall_time_s": wall_s, "model": model,
+                    "data": "synthetic:basic_arithmetic", "algorithm": algorithm}
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    a = make_run(tmp_path, "a", after=_record(0.60, 0.50, 0.70))
+    b = make_run(tmp_path, "b", section={"loss_aggregation": "dr_grpo", "advantage": "rloo"}, rank=0, wall_s=300.0,
+                 after=_record(0.45, 0.35, 0.55, **{"pass@1": 0.4, "pass@4": 0.7, "maj@4": 0.5}))
+    c = make_run(tmp_path, "c", algorithm="ppo", section={"kl_coef": 0.05}, after=_record(0.35, 0.26, 0.45),
+                 final_eval_extra={"eval/pass@4": 0.55})
+    return a, b, c
+
+
+def test_table_has_a_base_row_then_one_exact_row_per_run(three_runs, tmp_path):
+    text = write_report(list(three_runs), tmp_path / "out").read_text()
+    assert ("| run | method | model | LoRA rank | steps | wall time (min) | tokens generated | held-out accuracy after "
+            "(95% interval) | change (points) | pass@1 | pass@4 | maj@4 |") in text
+    assert "| base model | - | tiny-model | - | 0 | - | - | 30.0% [20.0, 40.0] | - | - | - | - |" in text
+    assert "| a | grpo | tiny-model | 32 | 4 | 2.0 | 1,000 | 60.0% [50.0, 70.0] | +30.0 | - | - | - |" in text
+    assert ("| b | grpo (dr_grpo, rloo) | tiny-model | full | 4 | 5.0 | 1,000 | 45.0% [35.0, 55.0] | +15.0 "
+            "| 40.0% | 70.0% | 50.0% |") in text
+    assert "| c | ppo | tiny-model | 32 | 4 | 2.0 | 1,000 | 35.0% [26.0, 45.0] | +5.0 | - | 55.0% | - |" in text
+    assert text.index("| base model |") < text.index("| a |") < text.index("| b |") < text.index("| c |")
+    assert "All runs start from the same base model (`tiny-model`)" in text
+
+
+def test_runs_from_different_starts_show_before_per_run(tmp_path):
+    a = make_run(tmp_path, "a", after=_record(0.60, 0.50, 0.70))
+    d = make_run(tmp_path, "d", before=_record(0.25, 0.17, 0.35), after=_record(0.40, 0.31, 0.50))
+    text = write_report([a, d], tmp_path / "out").read_text()
+    assert "| base model |" not in text
+    assert "held-out accuracy before -> after (95% interval)" in text
+    assert "| a | grpo | tiny-model | 32 | 4 | 2.0 | 1,000 | 30.0% [20.0, 40.0] -> 60.0% [50.0, 70.0] | +30.0 |" in text
+    assert "| d | grpo | tiny-model | 32 | 4 | 2.0 | 1,000 | 25.0% [17.0, 35.0] -> 40.0% [31.0, 50.0] | +15.0 |" in text
+    assert "they differ in accuracy before training (25.0%, 30.0%)" in text
+    assert "compare their accuracies with care" in text
+
+
+def test_verdict_overlapping_runner_up_is_not_distinguishable(three_runs, tmp_path):
+    text = write_report(list(three_runs), tmp_path / "out").read_text()
+    assert ("**a** (grpo) reached the highest held-out accuracy, 60.0% [50.0, 70.0], up 30.0 points from the base "
+            "model's 30.0% [20.0, 40.0] before training; the intervals do not overlap.") in text
+    assert ("The runner-up, **b** (grpo (dr_grpo, rloo)) at 45.0% [35.0, 55.0], overlaps it: the two are not "
+            "distinguishable at this sample size.") in text
+
+
+def test_verdict_separated_runner_up_is_behind(three_runs, tmp_path):
+    a, _, c = three_runs
+    text = write_report([c, a], tmp_path / "out").read_text()
+    assert "**a** (grpo) reached the highest held-out accuracy" in text
+    assert "The runner-up, **c** (ppo) at 35.0% [26.0, 45.0], does not overlap it: **a** is ahead." in text
+
+
+def test_verdict_gain_within_the_base_interval_is_not_distinguishable(tmp_path):
+    run = make_run(tmp_path, "small", after=_record(0.35, 0.26, 0.45))
+    text = write_report([run], tmp_path / "out").read_text()
+    assert ("**small** (grpo) reached the highest held-out accuracy, 35.0% [26.0, 45.0], up 5.0 points from the base "
+            "model's 30.0% [20.0, 40.0] before training; the intervals overlap, so the change is not distinguishable "
+            "at this sample size (n=100).") in text
+    assert "runner-up" not in text
+
+
+def test_unfinished_run_is_listed_with_its_latest_eval_and_left_out_of_the_verdict(three_runs, tmp_path):
+    e = make_run(tmp_path, "e", after=None, done_steps=2)
+    with (e / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(_eval_line(2, 70.0, _record(0.50, 0.40, 0.60))) + "\n")
+    text = write_report([three_runs[0], e], tmp_path / "out").read_text()
+    assert "| e | grpo | tiny-model | 32 | 2 of 4 (unfinished) | 1.2 | 500 | unfinished (step 2: 50.0% [40.0, 60.0]) | - |" in text
+    assert "| base model |" in text and "runner-up" not in text
+    assert "Unfinished, left out of the verdict: e." in text
+
+
+def test_only_unfinished_runs_give_no_verdict(tmp_path):
+    e = make_run(tmp_path, "e", after=None, done_steps=1)
+    text = write_report([e], tmp_path / "out").read_text()
+    assert "| e | grpo | tiny-model | 32 | 1 of 4 (unfinished) | 0.6 | 250 | unfinished | - |" in text
+    assert "No run has finished its final held-out evaluation yet, so there is no verdict." in text
+
+
+def test_figures_are_pngs_referenced_from_the_report(three_runs, tmp_path):
+    out = tmp_path / "out"
+    text = write_report(list(three_runs), out, title="Quickstart methods").read_text()
+    assert text.startswith("# Quickstart methods\n")
+    for stem in ("reward", "accuracy", "response_length", "kl"):
+        for axis in ("step", "time"):
+            name = f"{stem}_{axis}.png"
+            assert (out / name).read_bytes()[:8] == PNG_MAGIC
+            assert f"]({name})" in text
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == sorted(
+        f"{s}_{a}.png" for s in ("reward", "accuracy", "response_length", "kl") for a in ("step", "time"))
+
+
+def test_figure_whose_metric_no_run_logged_is_skipped(tmp_path):
+    sft = make_run(tmp_path, "sft", algorithm="sft", after=_record(0.40, 0.31, 0.50), train_keys=False)
+    out = tmp_path / "out"
+    text = write_report([sft], out).read_text()
+    assert sorted(p.name for p in out.glob("*.png")) == ["accuracy_step.png", "accuracy_time.png"]
+    assert "reward_step.png" not in text and "kl_step.png" not in text
+    assert "| sft | sft | tiny-model | 32 | 4 | 2.0 | - | 40.0% [31.0, 50.0] | +10.0 |" in text
+
+
+@pytest.mark.parametrize(
+    "algorithm, section, expected",
+    [
+        ("grpo", {"loss_aggregation": "token", "scale_rewards": "group", "advantage": "grpo", "beta": 0.0}, "grpo"),
+        ("grpo", {"loss_aggregation": "dr_grpo", "advantage": "rloo"}, "grpo (dr_grpo, rloo)"),
+        ("grpo", {"scale_rewards": "none", "beta": 0.04, "dynamic_sampling": True}, "grpo (scale=none, beta=0.04, dynamic sampling)"),
+        ("ppo", {"kl_coef": 0.05, "critic": "shared"}, "ppo"),
+        ("ppo", {"critic": "separate", "whiten_advantages": False}, "ppo (separate critic, no whitening)"),
+        ("sft", {"packing": True}, "sft (packing)"),
+    ],
+)
+def test_method_names_the_algorithm_and_its_non_default_variant(algorithm, section, expected):
+    assert method_name({"algorithm": algorithm, algorithm: section}) == expected
+
+
+def test_runs_with_the_same_folder_name_get_their_parent_in_the_name(tmp_path):
+    x = make_run(tmp_path / "x", "run", after=_record(0.60, 0.50, 0.70))
+    y = make_run(tmp_path / "y", "run", after=_record(0.40, 0.31, 0.50))
+    text = write_report([x, y, x], tmp_path / "out").read_text()  # the same folder twice counts once
+    assert text.count("| x/run | grpo |") == 1 and text.count("| y/run | grpo |") == 1
+
+
+def test_cli_writes_the_report(three_runs, tmp_path, capsys):
+    out = tmp_path / "cli-out"
+    assert main(["report", *map(str, three_runs), "--out", str(out), "--title", "T"]) == 0
+    assert f"wrote {out / 'report.md'}" in capsys.readouterr().out
+    assert (out / "report.md").read_text().startswith("# T\n")
+
+
+def _not_a_run(tmp_path):  # what `tinyr1 eval` writes: a summary but no config
+    path = tmp_path / "eval-out"
+    path.mkdir()
+    (path / "summary.json").write_text(json.dumps(BASE))
+    return path, "not a training run folder (no config.yaml)"
+
+
+def _empty_run(tmp_path):
+    path = tmp_path / "starting"
+    path.mkdir()
+    (path / "config.yaml").write_text(yaml.safe_dump({"algorithm": "grpo"}))
+    return path, "nothing to report yet"
+
+
+def _bad_summary(tmp_path):
+    path = make_run(tmp_path, "broken", after=_record(0.5, 0.4, 0.6))
+    (path / "summary.json").write_text("{not json")
+    return path / "summary.json", "could not be parsed"
+
+
+def _missing(tmp_path):
+    return tmp_path / "no-such-run", "no such run folder"
+
+
+@pytest.mark.parametrize("make_bad", [_not_a_run, _empty_run, _bad_summary, _missing])
+def test_bad_run_folder_exits_2_naming_it(make_bad, three_runs, tmp_path, capsys):
+    bad, message = make_bad(tmp_path)
+    assert main(["report", str(three_runs[0]), str(bad.parent if bad.name == "summary.json" else bad),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(bad) in err and message in err
+
+
+def test_folder_of_runs_is_refused_with_a_hint_to_pass_the_runs(three_runs, tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert f"it holds run folders (a, b, c): pass those, e.g. tinyr1 report {tmp_path}/*" in capsys.readouterr().err
+
+
+def test_no_run_folders_exits_2(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path / "out")]) == 2
+    assert "no run folders given" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_loads_neither_torch_nor_matplotlib():
+    code = "import sys, tinyr1.report; print(sorted({'torch', 'matplotlib'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
