@@ -484,6 +484,9 @@ def validate_train(job: "TrainJob") -> None:
         _check(p.value_clip > 0, "ppo.value_clip", "a number > 0", p.value_clip)
         _check(p.kl_coef >= 0, "ppo.kl_coef", "a number >= 0", p.kl_coef)
         _check(p.target_kl > 0, "ppo.target_kl", "a number > 0", p.target_kl)
+    if job.algorithm == "sft":
+        _check(job.sft.batch_size >= 1, "sft.batch_size", "an integer >= 1", job.sft.batch_size)
+        _check(job.sft.max_length >= 16, "sft.max_length", "an integer >= 16 (prompt + response tokens)", job.sft.max_length)
     for name, w in job.reward.weights.items():
         _check(isinstance(w, (int, float)) and not isinstance(w, bool), f"reward.weights.{name}", "a number", w)
 

@@ -389,4 +389,5 @@ def dry_run_job(job: TrainJob, tmp: Path) -> TrainJob:
                                 save_every=0, progress=False),
         grpo=dataclasses.replace(job.grpo, batch_size=2 * g),
         ppo=dataclasses.replace(job.ppo, batch_size=2, mini_batch_size=2),
+        sft=dataclasses.replace(job.sft, batch_size=min(4, job.sft.batch_size)),
     )

@@ -71,7 +71,7 @@ class SamplingCopy:
             self.model = None  # the policy itself samples: no copy needed
         else:
             name = "bfloat16" if self.dtype == torch.bfloat16 else "float32"
-            self.model, _ = load_model(dataclasses.replace(model_cfg, dtype=name, device=device.type))
+            self.model, _ = load_model(dataclasses.replace(model_cfg, dtype=name, device=device.type), merge_adapter=True)
             self.model.requires_grad_(False)
 
     def refresh(self, policy):
