@@ -1,0 +1,310 @@
+"""Rule-based process rewards: the arithmetic checker (a table of exact verdicts, malformed and
+hostile inputs), reference intermediate values on GSM8K-style problems, the batch callables, and
+their fit with `process_advantages`.
+
+Run: `.venv/bin/python -m pytest tests/rewards/test_process.py -q`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import pytest
+
+from tinyr1.rewards.process import (
+    PROCESS_REWARDS,
+    arithmetic_process_reward,
+    arithmetic_step_rewards,
+    find_equations,
+    reference_process_reward,
+    reference_value_step_rewards,
+    reference_values,
+)
+from tinyr1.rewards.steps import split_steps
+from tinyr1.types import Problem
+
+T, F = True, False
+
+# (step text, the verdict of every equation found, in order). [] = nothing checkable: skipped.
+EQUATIONS = [
+    # --- plain arithmetic, every operator spelling
+    ("48 / 2 = 24", [T]),
+    ("2 + 2 = 5", [F]),
+    ("3 x 4 = 12", [T]),
+    ("3×4=12", [T]),
+    ("12 ÷ 4 = 3", [T]),
+    ("3 \\times 4 = 12", [T]),
+    ("3 \\cdot 4 = 13", [F]),
+    ("0.2 x 50 = 10", [T]),
+    ("4 x $5 = $20", [T]),
+    ("$1,200 / 4 = $300", [T]),
+    ("1,000 + 2,000 = 3,000", [T]),
+    ("1,000,000 / 1,000 = 1,001", [F]),
+    # --- signs, precedence, parentheses
+    ("-3 + 5 = 2", [T]),
+    ("5 - -3 = 8", [T]),
+    ("3 - 5 = -2", [T]),
+    ("−3 + 5 = 2", [T]),  # unicode minus
+    ("10 - 3 - 2 = 5", [T]),  # left associative
+    ("8 / 4 / 2 = 1", [T]),
+    ("2 + 3 * 4 = 14", [T]),
+    ("2 + 3 * 4 = 20", [F]),  # precedence, not left to right
+    ("3 * (4 + 2) = 18", [T]),
+    ("She has 7 apples (3 + 4 = 7).", [T]),  # an aside in parentheses
+    ("25 / 1/3 = 75", [T]),  # a tight fraction is one number
+    ("1/2 + 1/4 = 3/4", [T]),  # exact fractions
+    # --- chains and both directions
+    ("7 + 8 + 9 = 24", [T]),
+    ("12 = 3 * 4", [T]),
+    ("5 + 3 = 8 + 2 = 10", [T, T]),  # running total
+    ("3 * 4 = 4 * 3 = 12", [T, T]),  # equal expressions
+    ("5 + 3 = 9 + 2 = 11", [F, T]),
+    ("1 + 1 = 2 and 2 * 3 = 7", [T, F]),
+    # --- decimals and rounding to the written places
+    ("0.1 + 0.2 = 0.3", [T]),
+    ("2 + 2 = 4.0000001", [T]),  # within 1e-6 relative
+    ("2 + 2 = 4.00001", [F]),
+    ("10 / 3 = 3.33", [T]),  # |3.333.. - 3.33| <= 0.005
+    ("2 / 3 = 0.67", [T]),
+    ("2 / 3 = 0.66", [F]),  # truncated, not rounded
+    ("7 / 2 = 3", [F]),  # an integer result is not rounded
+    ("1.5 * 2 = 3.0", [T]),
+    # --- GSM8K calculator annotations and markup read through
+    ("<<48/2=24>>", [T]),
+    ("<<48/2=25>>", [F]),
+    ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.", [T]),  # the annotation is checked once
+    ("- 48 / 2 = 24", [T]),  # a list bullet, not a minus
+    ("**48 / 2 = 24**", [T]),
+    ("Step 1: 48 / 2 = 24", [T]),
+    ("$3 + 4 = 7$", [T]),
+    ("Total = 5 + 3 = 8", [T]),
+    # --- algebra and text around the numbers: skipped, never misread
+    ("x^2 + 3 = 7", []),
+    ("x ^ 2 + 3 = 7", []),
+    ("2x + 3 = 7", []),
+    ("so x - 3 + 5 = 7", []),
+    ("f(2) + 1 = 5", []),
+    ("x = 5", []),
+    ("1:30 + 2 = 3:30", []),
+    ("3 + 4 = 7cm", []),
+    ("10% of 150 = 75 + 15", []),
+    ("50 * 20% = 10", []),
+    ("4 / 3 = 1 and 1/3", []),  # a mixed number
+    ("Week 2 = 35 + 35", []),  # a label
+    ("7 = 7", []),  # no operation
+    # --- malformed and hostile: skipped, never evaluated, never slow
+    ("2 + = 3", []),
+    ("= 5", []),
+    ("3 + 4 == 7", []),
+    ("3 + (4 = 7", []),
+    ("1/0 = 5", []),  # division by zero
+    ("5 / (3 - 3) = 1", []),
+    ("9**9**9 = 1", []),  # no power towers
+    ("2**3 + 1 = 9", []),
+    ("1e5 + 1 = 100001", []),
+    ("1" * 10_000 + " + 1 = 2", []),  # a 10,000-digit number
+    ("2 + 2 = " + "4" * 10_000, []),
+    ("(" * 17 + "1" + ")" * 17 + " + 1 = 2", []),  # nested too deep
+    ("+".join(["1"] * 40) + " = 40", []),  # too many tokens
+    ("__import__('os')", []),
+    ("__import__('os').system('echo hacked') = 0", []),
+    ("eval('2+2') = 4", []),
+    ("().__class__.__bases__[0] = 1", []),
+]
+
+
+@pytest.fixture
+def no_code_evaluation(monkeypatch):
+    """Fail the test if anything is evaluated as Python code."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("code was evaluated")
+
+    for name in ("eval", "exec", "compile"):
+        monkeypatch.setattr(builtins, name, refuse)
+
+
+@pytest.mark.parametrize("text, verdicts", EQUATIONS, ids=lambda v: v[:40] if isinstance(v, str) else None)
+def test_arithmetic_checker_verdicts(text, verdicts, no_code_evaluation):
+    start = time.perf_counter()
+    found = find_equations(text)
+    assert time.perf_counter() - start < 0.5
+    assert [eq.correct for eq in found] == verdicts
+
+
+def test_the_table_covers_enough_cases():
+    assert len(EQUATIONS) >= 40
+    assert sum(v == [T] for _, v in EQUATIONS) >= 15 and sum(F in v for _, v in EQUATIONS) >= 10
+
+
+def test_equation_records_the_text_and_exact_values():
+    (eq,) = find_equations("so 0.1 + 0.2 = 0.3 apples")
+    assert (eq.text, eq.left, eq.right, eq.correct) == ("0.1 + 0.2 = 0.3", Fraction(3, 10), Fraction(3, 10), True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1+" * 25_000,
+        "(" * 50_000,
+        "=" * 50_000,
+        "1=" * 10_000,
+        "9" * 50_000,
+        "- 1 + 1 = 2\n" * 4_000,
+        "(1+" * 15_000 + "=2",
+        "1" + ",000" * 12_000 + " + 1 = 2",
+    ],
+    ids=["plus", "parens", "equals", "chain", "digits", "bullets", "open", "commas"],
+)
+def test_huge_inputs_finish_quickly(text, no_code_evaluation):
+    start = time.perf_counter()
+    find_equations(text)
+    assert time.perf_counter() - start < 2.0  # about 0.1 s each on an idle 2-core CPU: linear time
+
+
+def test_importing_process_does_not_import_torch():
+    code = "import sys, tinyr1.rewards.process; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- arithmetic step rewards
+
+
+def test_arithmetic_step_rewards_per_step_and_weights():
+    steps = ["48 / 2 = 24", "48 + 24 = 73", "So she sold 72 clips.", "2 + 2 = 4 but 3 + 3 = 7"]
+    assert arithmetic_step_rewards(steps) == [1.0, -1.0, 0.0, -1.0]  # one wrong equation spoils a step
+    assert arithmetic_step_rewards(steps, correct=0.5, wrong=-2.0, unchecked=0.1) == [0.5, -2.0, 0.1, -2.0]
+    assert arithmetic_step_rewards(split_steps("\n".join(steps))) == [1.0, -1.0, 0.0, -1.0]  # Step objects
+    assert arithmetic_step_rewards([]) == []
+
+
+def test_arithmetic_process_reward_is_a_batch_callable():
+    problems = [Problem("1", "q", "72")] * 3
+    responses = ["48 / 2 = 24\n48 + 24 = 72\n#### 72", "48 / 2 = 25\n\n25 + 48 = 73", ""]
+    assert arithmetic_process_reward(problems, responses) == [[1.0, 1.0, 0.0], [-1.0, 1.0], []]
+    assert arithmetic_process_reward(problems, responses, mode="paragraphs") == [[1.0], [-1.0, 1.0], []]
+    assert arithmetic_process_reward(problems[:1], responses[:1], wrong=-0.5, unchecked=0.25) == [[1.0, 1.0, 0.25]]
+    with pytest.raises(ValueError, match="got 3 problems but 2 responses"):
+        arithmetic_process_reward(problems, responses[:2])
+
+
+# ----------------------------------------------------------------------------- reference values
+
+NATALIA = Problem(
+    "gsm8k-0",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "72",
+    solution="Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+)
+WENG = Problem(
+    "gsm8k-1",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
+    "10",
+    solution="Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\n"
+    "Working 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10",
+)
+
+
+def test_reference_values_are_the_annotation_results():
+    assert reference_values(NATALIA.solution) == [(24, 0), (72, 0)]
+    assert reference_values(WENG.solution) == [(Fraction(1, 5), 0), (10, 0)]  # exact: no rounding slack
+    assert reference_values("<<100/3=33.33>>") == [(Fraction(100, 3), 0)]  # the exact value, not 33.33
+    assert reference_values("no annotations here") == [] and reference_values(None) == []
+    # Unreadable or wrong left sides: the written result, with its written decimals as slack.
+    assert reference_values("<<2**3=8.0>> <<1/0=x>> <<7>> <<192*100=1920>>") == [(8, 1), (1920, 0)]
+
+
+NATALIA_RESPONSE = (
+    "In April she sold 48 clips.\n"  # 0: no `=`                                  -> 0
+    "In May she sold half: 48 / 2 = 24 clips.\n"  # 1: states 24, a reference value    -> 1
+    "Together: 48 + 24 = 72.\n"  # 2: states 72                                       -> 1
+    "Check: 72 - 48 = 24\n"  # 3: states 24 again (any reference value counts)        -> 1
+    "So 48 * 2 = 96 would be wrong.\n"  # 4: states 96, not a reference value         -> 0
+    "#### 72"  # 5: the final answer, no `=`                                          -> 0
+)
+
+
+def test_reference_value_step_rewards_on_the_natalia_problem():
+    steps = split_steps(NATALIA_RESPONSE)
+    assert reference_value_step_rewards(steps, NATALIA) == [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    assert reference_value_step_rewards(steps, NATALIA, hit=0.5, miss=-0.1) == [-0.1, 0.5, 0.5, 0.5, -0.1, -0.1]
+    # The arithmetic rule on the same steps: 48 * 2 = 96 is true, so only the rules differ.
+    assert arithmetic_step_rewards(steps) == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_reference_rewards_use_what_the_step_states_not_what_it_should_have_computed():
+    steps = ["48 / 2 = 25", "x = 24", "<<48/2=24>>24", "24 clips", "Half of 48 is 24."]
+    # 25 is stated (wrongly); `x = 24` and the annotation state 24; a bare 24 states nothing.
+    assert reference_value_step_rewards(steps, NATALIA) == [0.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_reference_values_match_decimals_and_rounding():
+    steps = ["12 / 60 = 0.20 per minute", "0.2 x 50 = $10.00", "12 / 60 = 0.21"]
+    assert reference_value_step_rewards(steps, WENG) == [1.0, 1.0, 0.0]
+    thirds = Problem("p", "q", "33.33", solution="100/3 = <<100/3=33.33>>33.33")
+    # 100/3 rounded to any number of decimals is a hit; 33.34 and 33 are not roundings of it.
+    steps = ["100 / 3 = 33.333", "100 / 3 = 33.3", "100 / 3 = 33.34", "100 / 3 = 33"]
+    assert reference_value_step_rewards(steps, thirds) == [1.0, 1.0, 0.0, 0.0]
+    # Unreadable left side: 33.33 counts as written: 33.333 rounds to it, 33.3 is it rounded, 33.34 neither.
+    rounded = Problem("p", "q", "33.33", solution="<<x/3=33.33>>")
+    assert reference_value_step_rewards(["y = 33.333", "y = 33.3", "y = 33.34"], rounded) == [1.0, 1.0, 0.0]
+
+
+def test_without_a_reference_solution_every_step_misses():
+    problem = Problem("p", "1 + 1?", "2")  # e.g. a synthetic problem: no solution text
+    assert reference_value_step_rewards(["1 + 1 = 2"], problem) == [0.0]
+
+
+def test_reference_process_reward_is_a_batch_callable():
+    problems = [NATALIA, NATALIA, WENG]
+    responses = [NATALIA_RESPONSE, "Step 1: 48/2 = 24 Step 2: 24 + 48 = 70", "0.2 x 50 = 10"]
+    # one line holding both steps states 24: a hit; split at the markers, only step 1 is
+    assert reference_process_reward(problems, responses) == [[0.0, 1.0, 1.0, 1.0, 0.0, 0.0], [1.0], [1.0]]
+    assert reference_process_reward(problems, responses, mode="markers")[1] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="got 3 problems but 1 responses"):
+        reference_process_reward(problems, responses[:1])
+
+
+def test_process_rewards_are_chosen_by_name():
+    assert PROCESS_REWARDS == {"arithmetic": arithmetic_process_reward, "reference": reference_process_reward}
+
+
+# ----------------------------------------------------------------------------- fit with process_advantages
+
+
+def test_step_rewards_and_step_ends_feed_process_advantages(tiny_model_dir):
+    """Two responses to one problem (G = 2): per-step rewards on each step's last token."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from tinyr1.algorithms.advantages import process_advantages
+    from tinyr1.rewards.steps import step_ends
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    responses = ["48 / 2 = 24\n48 + 24 = 72", "48 / 2 = 25\n48 + 25 = 73\nSo 73."]
+    rewards = arithmetic_process_reward([NATALIA] * 2, responses)
+    assert rewards == [[1.0, 1.0], [-1.0, 1.0, 0.0]]
+    ids = [tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses]
+    ends = [step_ends(r, tokenizer, token_ids=i) for r, i in zip(responses, ids)]
+    n_steps, length = max(map(len, rewards)), max(map(len, ids))
+
+    def padded(rows, width):  # right-pad with zeros to (2, width)
+        return torch.tensor([row + [0] * (width - len(row)) for row in rows])
+
+    step_rewards, step_end = padded(rewards, n_steps).float(), padded(ends, n_steps)
+    step_mask = padded([[1.0] * len(r) for r in rewards], n_steps)
+    response_mask = padded([[1.0] * len(i) for i in ids], length)
+    adv = process_advantages(step_rewards, step_mask, step_end, response_mask, group_size=2)
+    # The 5 real step rewards (1, 1, -1, 1, 0) have mean 0.4 and std 0.8: normalised (0.75, 0.75,
+    # -1.75, 0.75, -0.5). Row 0's first token collects both its steps: 1.5; its eos token, after
+    # the last step, gets 0. Row 1's first token: -1.75 + 0.75 - 0.5 = -1.5.
+    assert adv[0, 0].item() == pytest.approx(1.5, abs=1e-3)
+    assert adv[0, len(ids[0]) - 1].item() == 0.0
+    assert adv[1, 0].item() == pytest.approx(-1.5, abs=1e-3)
+    assert adv[1, ends[1][2]].item() == pytest.approx(-0.5, abs=1e-3)
