@@ -31,7 +31,6 @@ import torch
 from tinyr1.algorithms.advantages import equal_reward_group_share, group_advantages, reinforce_pp_advantages, rloo_advantages
 from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
 from tinyr1.config import TrainJob
-from tinyr1.errors import UserError
 from tinyr1.recipes import setup as S
 from tinyr1.rewards.rules import build_reward_fns
 from tinyr1.rollout.policy_copy import SamplingCopy
@@ -119,49 +118,21 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
-    from tinyr1.data import load_problems
-    from tinyr1.io import write_json_atomic
-    from tinyr1.plots import plot_run
-    from tinyr1.tracking import MetricsLogger, Progress
-
     # setup: data and rewards first (fail fast on bad input), then the model
-    torch.manual_seed(job.run.seed)
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout)
-    train_problems = load_problems(job.data, "train")
-    heldout = load_problems(job.data, "test")[: job.run.eval_size]
-    shots = train_problems[: job.prompt.few_shot]
-    stream = S.ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed)
+    data = S.load_data(job)
     model, tokenizer = S.build_policy(job)
     ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # rollouts and evals run on a merged copy
     optimizer, scheduler = S.build_optimizer(model, job)
-    start, elapsed0, summary = 0, 0.0, {}
-    if resume:
-        ckpt = S.latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
-        start, elapsed0, _ = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
-        S.truncate_logs(run_dir, start)
-        summary = S.read_summary(run_dir)
-    logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
-    t0 = time.perf_counter() - elapsed0
-    if not resume:
-        before = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-        logger.log(before, step=0)
-        summary = {"eval_before": S.eval_record(before)}
-        write_json_atomic(run_dir / "summary.json", summary)
-    progress = Progress(job.run.steps, initial=start, desc="grpo", enabled=job.run.progress)
-    for step in range(start + 1, job.run.steps + 1):
-        t_step = time.perf_counter()
+    run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
+    for step in run.steps():
+        t_step, timer = time.perf_counter(), {}
         # 1. rollout and 2. reward (dynamic sampling interleaves them)
-        timer: dict[str, float] = {}
-        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(model), tokenizer, stream, job, reward_fns, shots, timer)
-        t_reward = timer.get("reward", 0.0)
-        t_rollout = time.perf_counter() - t_step - t_reward
+        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(model), tokenizer, data.stream, job, reward_fns, data.shots, timer)
+        t_rollout = time.perf_counter() - t_step - timer["reward"]
         if not rows["texts"]:  # every group had equal rewards even after refills: nothing to learn from
-            metrics = {"reward/total": rewards.mean().item() if len(rewards) else 0.0, "reward/equal_groups": equal_share}
-            logger.log(metrics, step)
-            progress.update(metrics)
+            run.end_step(step, {"reward/total": rewards.mean().item() if len(rewards) else 0.0, "reward/equal_groups": equal_share})
             continue
         rollout = S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
         # 3. advantages: relative to the other samples of the prompt, shared by every token of a response
@@ -176,27 +147,11 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
             "reward/total": rewards.mean().item(), "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
             "reward/equal_groups": equal_share, "rollout/response_length": lengths.mean().item(),
             "rollout/truncated": rollout.truncated.float().mean().item(), "rollout/refills": refills,
-            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout, "timing/reward": t_reward,
+            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout, "timing/reward": timer["reward"],
             "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step,
         }
         if "correctness" in per_fn:
             metrics["reward/accuracy"] = per_fn["correctness"].mean().item()
-        logger.log(metrics, step)
         S.log_samples(run_dir, step, rollout, rewards, per_fn, advantages, job.run.log_samples)
-        if job.run.eval_every and step % job.run.eval_every == 0 and step != job.run.steps:
-            ev = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-            logger.log(ev, step)
-            metrics |= ev
-        if job.run.save_every and step % job.run.save_every == 0:
-            S.save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler, stream, time.perf_counter() - t0)
-        progress.update(metrics)
-    progress.close()
-    after = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-    logger.log(after, step=job.run.steps)
-    S.save_final(run_dir, model, tokenizer)
-    summary |= {"eval_after": S.eval_record(after), "steps": job.run.steps, "wall_time_s": round(time.perf_counter() - t0, 1),
-                "model": job.model.name, "data": job.data.source, "algorithm": job.algorithm}
-    write_json_atomic(run_dir / "summary.json", summary)
-    plot_run(run_dir)
-    logger.close()
-    return summary
+        run.end_step(step, metrics)
+    return run.finish()

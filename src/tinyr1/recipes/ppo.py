@@ -30,7 +30,6 @@ from tinyr1.algorithms.advantages import gae, whiten
 from tinyr1.algorithms.logprobs import entropy_from_logits, token_logprobs
 from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
 from tinyr1.config import TrainJob
-from tinyr1.errors import UserError
 from tinyr1.recipes import setup as S
 from tinyr1.rewards.rules import build_reward_fns
 from tinyr1.rollout.policy_copy import SamplingCopy
@@ -169,45 +168,23 @@ def build_critic(model, job: TrainJob) -> Critic:
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     """Run PPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
-    from tinyr1.data import load_problems
-    from tinyr1.io import write_json_atomic
-    from tinyr1.plots import plot_run
-    from tinyr1.tracking import MetricsLogger, Progress
-
     # setup: data and rewards first (fail fast on bad input), then the model and the critic
-    torch.manual_seed(job.run.seed)
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout)
-    train_problems = load_problems(job.data, "train")
-    heldout = load_problems(job.data, "test")[: job.run.eval_size]
-    shots = train_problems[: job.prompt.few_shot]
-    stream = S.ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed)
+    data = S.load_data(job)
     model, tokenizer = S.build_policy(job)
     critic = build_critic(model, job)
     ref_model = S.frozen_copy(model) if job.ppo.kl_coef > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)
     optimizer, scheduler = S.build_optimizer(model, job, extra_params=list(critic.parameters()))
-    start, elapsed0, summary, kl_coef = 0, 0.0, {}, job.ppo.kl_coef
-    if resume:
-        ckpt = S.latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
-        start, elapsed0, extra = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
-        critic.load_state_dict(extra["critic"])
-        kl_coef = extra["kl_coef"]
-        S.truncate_logs(run_dir, start)
-        summary = S.read_summary(run_dir)
-    logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
-    t0 = time.perf_counter() - elapsed0
-    if not resume:
-        before = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-        logger.log(before, step=0)
-        summary = {"eval_before": S.eval_record(before)}
-        write_json_atomic(run_dir / "summary.json", summary)
-    progress = Progress(job.run.steps, initial=start, desc="ppo", enabled=job.run.progress)
-    for step in range(start + 1, job.run.steps + 1):
+    run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
+    kl_coef = run.extra.get("kl_coef", job.ppo.kl_coef)
+    if "critic" in run.extra:
+        critic.load_state_dict(run.extra["critic"])
+    for step in run.steps():
         t_step, timer = time.perf_counter(), {}
         # 1. rollout: one response per prompt
-        rows = S.generate_rows(sampler.refresh(model), tokenizer, stream.take(job.ppo.batch_size), job, shots, 1, job.ppo.temperature)
+        problems = data.stream.take(job.ppo.batch_size)
+        rows = S.generate_rows(sampler.refresh(model), tokenizer, problems, job, data.shots, 1, job.ppo.temperature)
         rollout = S.rollout_from_rows(rows, 1, tokenizer.pad_token_id)
         t_rollout = time.perf_counter() - t_step
         # 2. reward: the outcome of each response
@@ -232,24 +209,8 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
         }
         if "correctness" in per_fn:
             metrics["reward/accuracy"] = per_fn["correctness"].mean().item()
-        logger.log(metrics, step)
         S.log_samples(run_dir, step, rollout, outcome, per_fn, exp["advantages"][:, 0], job.run.log_samples)
-        if job.run.eval_every and step % job.run.eval_every == 0 and step != job.run.steps:
-            ev = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-            logger.log(ev, step)
-            metrics |= ev
-        if job.run.save_every and step % job.run.save_every == 0:
-            S.save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler, stream, time.perf_counter() - t0,
-                              extra={"critic": critic.state_dict(), "kl_coef": kl_coef})
-        progress.update(metrics)
-    progress.close()
-    after = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-    logger.log(after, step=job.run.steps)
-    S.save_final(run_dir, model, tokenizer)
+        run.end_step(step, metrics, extra={"critic": critic.state_dict(), "kl_coef": kl_coef})
+    summary = run.finish()
     torch.save(critic.state_dict(), run_dir / "final" / "critic.pt")
-    summary |= {"eval_after": S.eval_record(after), "steps": job.run.steps, "wall_time_s": round(time.perf_counter() - t0, 1),
-                "model": job.model.name, "data": job.data.source, "algorithm": job.algorithm}
-    write_json_atomic(run_dir / "summary.json", summary)
-    plot_run(run_dir)
-    logger.close()
     return summary

@@ -16,6 +16,7 @@ Run folder layout (`runs/<name>/`):
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import math
 import random
 import shutil
@@ -391,3 +392,101 @@ def dry_run_job(job: TrainJob, tmp: Path) -> TrainJob:
         ppo=dataclasses.replace(job.ppo, batch_size=2, mini_batch_size=2),
         sft=dataclasses.replace(job.sft, batch_size=min(4, job.sft.batch_size)),
     )
+
+
+# ----------------------------------------------------------------------------- the run around a loop
+
+
+@dataclass
+class Problems:
+    """The problems a loop trains and evaluates on: few-shot examples never train or evaluate."""
+
+    stream: ProblemStream  # training problems, seeded order, checkpointed position
+    heldout: list[Problem]  # the first `run.eval_size` problems of the test split
+    shots: list[Problem]  # few-shot examples shown in every prompt
+
+
+def load_data(job: TrainJob) -> Problems:
+    """Training stream, held-out problems and few-shot examples (loaded before any model: fail fast)."""
+    from tinyr1.data import load_problems
+
+    torch.manual_seed(job.run.seed)
+    train_problems = load_problems(job.data, "train")
+    heldout = load_problems(job.data, "test")[: job.run.eval_size]
+    shots = train_problems[: job.prompt.few_shot]
+    return Problems(ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed), heldout, shots)
+
+
+class Run:
+    """Everything around a loop's steps: resume or evaluate before, periodic evals and checkpoints,
+    metrics and progress, then the final eval, model, summary and plots.
+
+        run = Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
+        for step in run.steps():
+            ...                      # 1. rollout  2. reward  3. advantages  4. update
+            run.end_step(step, metrics)   # 5. log (+ eval every K, checkpoint every K)
+        return run.finish()
+    """
+
+    def __init__(self, job: TrainJob, run_dir: Path, resume: bool, model, tokenizer, optimizer, scheduler,
+                 data: Problems, sampler):
+        from tinyr1.io import write_json_atomic
+        from tinyr1.tracking import MetricsLogger
+
+        self.job, self.run_dir, self.model, self.tokenizer = job, run_dir, model, tokenizer
+        self.optimizer, self.scheduler, self.data, self.sampler = optimizer, scheduler, data, sampler
+        self.start, elapsed, self.extra, self.summary = 0, 0.0, {}, {}
+        if resume:
+            ckpt = latest_checkpoint(run_dir)
+            if ckpt is None:
+                raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
+            self.start, elapsed, self.extra = load_checkpoint(ckpt, model, optimizer, scheduler, data.stream)
+            truncate_logs(run_dir, self.start)
+            self.summary = read_summary(run_dir)
+        self.logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed)
+        self.t0 = time.perf_counter() - elapsed
+        if not resume:
+            before = self.evaluate()
+            self.logger.log(before, step=0)
+            self.summary = {"eval_before": eval_record(before)}
+            write_json_atomic(run_dir / "summary.json", self.summary)
+
+    def evaluate(self) -> dict[str, float]:
+        return heldout_eval(self.sampler.refresh(self.model), self.tokenizer, self.data.heldout, self.job, self.data.shots)
+
+    def steps(self):
+        """Step numbers still to run, with a progress bar showing reward and accuracy."""
+        from tinyr1.tracking import Progress
+
+        self.progress = Progress(self.job.run.steps, initial=self.start, desc=self.job.algorithm, enabled=self.job.run.progress)
+        return range(self.start + 1, self.job.run.steps + 1)
+
+    def end_step(self, step: int, metrics: dict[str, float], extra: dict[str, Any] | None = None) -> None:
+        """Log the step; evaluate every `run.eval_every` and checkpoint every `run.save_every` steps."""
+        r = self.job.run
+        self.logger.log(metrics, step)
+        if r.eval_every and step % r.eval_every == 0 and step != r.steps:
+            ev = self.evaluate()
+            self.logger.log(ev, step)
+            metrics = metrics | ev
+        if r.save_every and step % r.save_every == 0:
+            save_checkpoint(self.run_dir, step, self.model, self.tokenizer, self.optimizer, self.scheduler,
+                            self.data.stream, time.perf_counter() - self.t0, extra=extra)
+        self.progress.update(metrics)
+
+    def finish(self) -> dict[str, Any]:
+        """Final held-out eval, `final/` model, summary.json and plots; returns the summary."""
+        from tinyr1.io import write_json_atomic
+        from tinyr1.plots import plot_run
+
+        self.progress.close()
+        after = self.evaluate()
+        self.logger.log(after, step=self.job.run.steps)
+        save_final(self.run_dir, self.model, self.tokenizer)
+        j = self.job
+        self.summary |= {"eval_after": eval_record(after), "steps": j.run.steps, "wall_time_s": round(time.perf_counter() - self.t0, 1),
+                         "model": j.model.name, "data": j.data.source, "algorithm": j.algorithm}
+        write_json_atomic(self.run_dir / "summary.json", self.summary)
+        plot_run(self.run_dir)
+        self.logger.close()
+        return self.summary

@@ -183,42 +183,18 @@ def update(model, optimizer, scheduler, batches: list[MicroBatch], job: TrainJob
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     """Run SFT for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
-    from tinyr1.data import load_problems
-    from tinyr1.io import write_json_atomic
-    from tinyr1.plots import plot_run
-    from tinyr1.tracking import MetricsLogger, Progress
-
     # setup: data first (fail fast on bad input), then the model
-    torch.manual_seed(job.run.seed)
-    train_problems = load_problems(job.data, "train")
-    heldout = load_problems(job.data, "test")[: job.run.eval_size]
-    shots = train_problems[: job.prompt.few_shot]
-    stream = S.ProblemStream(train_problems[job.prompt.few_shot :], job.run.seed)
+    data = S.load_data(job)
     model, tokenizer = S.build_policy(job)
     if job.sft.packing:
         check_packing(model)
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # evals run on a merged copy
     optimizer, scheduler = S.build_optimizer(model, job)
-    start, elapsed0, summary = 0, 0.0, {}
-    if resume:
-        ckpt = S.latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
-        start, elapsed0, _ = S.load_checkpoint(ckpt, model, optimizer, scheduler, stream)
-        S.truncate_logs(run_dir, start)
-        summary = S.read_summary(run_dir)
-    logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed0)
-    t0 = time.perf_counter() - elapsed0
-    if not resume:
-        before = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-        logger.log(before, step=0)
-        summary = {"eval_before": S.eval_record(before)}
-        write_json_atomic(run_dir / "summary.json", summary)
-    progress = Progress(job.run.steps, initial=start, desc="sft", enabled=job.run.progress)
-    for step in range(start + 1, job.run.steps + 1):
+    run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
+    for step in run.steps():
         t_step = time.perf_counter()
         # 1. examples: prompt + reference response + EOS, tokenized and cut to sft.max_length
-        prompt_ids, response_ids, cut = tokenize_examples(stream.take(job.sft.batch_size), job, tokenizer, shots)
+        prompt_ids, response_ids, cut = tokenize_examples(data.stream.take(job.sft.batch_size), job, tokenizer, data.shots)
         # 2. layout: padded or packed rows, in micro-batches
         batches = micro_batches(prompt_ids, response_ids, job, tokenizer.pad_token_id)
         # 3. update
@@ -230,21 +206,5 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
             "train/padding": 1 - sum(int(mb.attention_mask.sum()) for mb in batches) / computed, "train/cut": cut / len(response_ids),
             "timing/step": time.perf_counter() - t_step,
         }
-        logger.log(metrics, step)
-        if job.run.eval_every and step % job.run.eval_every == 0 and step != job.run.steps:
-            ev = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-            logger.log(ev, step)
-            metrics |= ev
-        if job.run.save_every and step % job.run.save_every == 0:
-            S.save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler, stream, time.perf_counter() - t0)
-        progress.update(metrics)
-    progress.close()
-    after = S.heldout_eval(sampler.refresh(model), tokenizer, heldout, job, shots)
-    logger.log(after, step=job.run.steps)
-    S.save_final(run_dir, model, tokenizer)
-    summary |= {"eval_after": S.eval_record(after), "steps": job.run.steps, "wall_time_s": round(time.perf_counter() - t0, 1),
-                "model": job.model.name, "data": job.data.source, "algorithm": job.algorithm}
-    write_json_atomic(run_dir / "summary.json", summary)
-    plot_run(run_dir)
-    logger.close()
-    return summary
+        run.end_step(step, metrics)
+    return run.finish()
