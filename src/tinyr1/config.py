@@ -211,10 +211,11 @@ class GRPOConfig:
     """Drop groups whose rewards are all equal and refill the batch from fresh prompts (DAPO)."""
     max_refills: int = 4
     """Dynamic sampling: extra rollout rounds allowed per step before training on what there is."""
-    advantage: Literal["grpo", "rloo", "reinforce_pp"] = "grpo"
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "process"] = "grpo"
     """Advantage estimator: `grpo` (group mean, scaled per `scale_rewards`), `rloo` (mean of the
     other samples of the group), `reinforce_pp` (REINFORCE++ baseline: group mean, then whitened
-    over the batch)."""
+    over the batch), `process` (DeepSeekMath process supervision with the step rewards of
+    `reward.process`; the outcome reward counts as a final step)."""
 
 
 @dataclass
@@ -266,6 +267,12 @@ class RewardConfig:
     weights: dict = field(default_factory=lambda: {"correctness": 1.0})
     """Reward functions and their weights, summed: `correctness` (the grader), `format` (the answer
     style's markers present)."""
+    process: Literal["none", "arithmetic", "reference"] = "none"
+    """Per-step rule for `grpo.advantage: process`: `arithmetic` (+1 a step whose equations all
+    check, -1 a wrong one, 0 none), `reference` (+1 a step stating a value of the reference
+    solution's calculator notes, GSM8K)."""
+    step_mode: Literal["lines", "paragraphs", "markers"] = "lines"
+    """How a response splits into steps: lines, blank-line paragraphs, or `Step k:` markers."""
 
 
 @dataclass
@@ -458,6 +465,8 @@ def validate_train(job: "TrainJob") -> None:
     _check(g.batch_size >= g.group_size and g.batch_size % g.group_size == 0, "grpo.batch_size",
            f"a positive multiple of grpo.group_size={g.group_size}", g.batch_size)
     _check(g.num_iterations >= 1, "grpo.num_iterations", "an integer >= 1", g.num_iterations)
+    _check(g.advantage != "process" or job.reward.process != "none", "reward.process",
+           "a step rule (arithmetic or reference) when grpo.advantage is process", job.reward.process)
     _check(g.temperature > 0, "grpo.temperature", "a number > 0", g.temperature)
     _check(0 <= g.clip_low < 1, "grpo.clip_low", "a number in [0, 1)", g.clip_low)
     _check(g.clip_high >= 0, "grpo.clip_high", "a number >= 0", g.clip_high)

@@ -133,3 +133,47 @@ def test_dynamic_sampling_keeps_only_groups_with_a_signal(tiny_job, tiny_model, 
     assert (groups.std(-1) > 0).all()
     assert not any(p.question.startswith(FLAT) for p in rows["problems"])
     assert refills >= 1 and 0 < equal_share <= 1 and timer["reward"] > 0
+
+
+def test_process_supervision_gives_per_token_advantages_from_step_rewards(tiny_job, tiny_model):
+    from tinyr1.recipes.grpo import process_token_advantages
+    from tinyr1.types import Problem
+
+    _, tok = tiny_model
+    job = tiny_job(grpo__advantage="process", reward__process="arithmetic", grpo__group_size=2, grpo__batch_size=2)
+    p = Problem("1", "What is 3 + 4?", "7")
+    texts = ["3 + 4 = 7\nso 7", "3 + 4 = 8\nso 8"]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+    rows = {"prompt_ids": [[5, 6]] * 2, "response_ids": ids, "finished": [True, True], "texts": texts, "problems": [p, p]}
+    rollout = S.rollout_from_rows(rows, 2, tok.pad_token_id)
+    outcome = torch.tensor([1.0, 0.0])
+    adv = process_token_advantages(outcome, rows, rollout, job, tok)
+    # step rewards: row 0 = [+1 (true equation), 0 (no equation), outcome 1]; row 1 = [-1, 0, outcome 0]
+    # all six step rewards of the group are normalised together: z = (r - mean) / (population std + 1e-4),
+    # mean = 1/6, std = sqrt(3/6 - 1/36) = 0.6872
+    r = torch.tensor([1.0, 0.0, 1.0, -1.0, 0.0, 0.0])
+    z = (r - r.mean()) / (r.std(unbiased=False) + 1e-4)
+    first = rollout.response_mask.argmax(-1)
+    # the first response token precedes every step end: its advantage sums all three steps of its row
+    assert adv[0, first[0]].item() == pytest.approx(z[:3].sum().item(), abs=1e-4)
+    assert adv[1, first[1]].item() == pytest.approx(z[3:].sum().item(), abs=1e-4)
+    # the last (EOS) token is after the two line steps: only the outcome step counts there
+    last0 = int(first[0] + len(ids[0]) - 1)
+    assert adv[0, last0].item() == pytest.approx(z[2].item(), abs=1e-4)
+    assert (adv[0, : first[0]] == 0).all()  # prompt tokens carry no advantage
+
+
+def test_process_supervision_trains(tiny_job):
+    job = tiny_job(run__steps=1, grpo__advantage="process", reward__process="arithmetic")
+    validate_train(job)
+    run_dir = S.new_run_dir(job)
+    train(job, run_dir)
+    row = next(json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l)
+    assert math.isfinite(row["loss/policy"]) and row["loss/grad_norm"] > 0
+
+
+def test_process_advantage_needs_a_step_rule(tiny_job):
+    from tinyr1.errors import UserError
+
+    with pytest.raises(UserError, match="config key 'reward.process'"):
+        validate_train(tiny_job(grpo__advantage="process"))

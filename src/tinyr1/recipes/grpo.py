@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 
-from tinyr1.algorithms.advantages import equal_reward_group_share, group_advantages, reinforce_pp_advantages, rloo_advantages
+from tinyr1.algorithms.advantages import (
+    equal_reward_group_share, group_advantages, process_advantages, reinforce_pp_advantages, rloo_advantages,
+)
 from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
 from tinyr1.config import TrainJob
 from tinyr1.recipes import setup as S
@@ -37,11 +39,45 @@ from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.types import Rollout
 
 
-# The advantage estimator, chosen in this one place: rewards (N,) -> advantages (N,).
+def process_token_advantages(rewards: torch.Tensor, rows: dict[str, list], rollout: Rollout, job: TrainJob, tokenizer) -> torch.Tensor:
+    """Per-token advantages (N, T) from step rewards (DeepSeekMath process supervision).
+
+    Each response's steps (`reward.step_mode`) get the `reward.process` rule's rewards at their
+    last token; the outcome reward (N,) is one more step ending at the last token. All step
+    rewards of a group are normalised together; a token's advantage sums the normalised rewards
+    of the steps ending at or after it.
+    """
+    from tinyr1.rewards.process import PROCESS_REWARDS
+    from tinyr1.rewards.steps import step_ends
+
+    mode = job.reward.step_mode
+    per_step = PROCESS_REWARDS[job.reward.process](rows["problems"], rows["texts"], mode=mode)
+    lengths = [len(r) for r in rows["response_ids"]]
+    steps = []
+    for i, (text, ids) in enumerate(zip(rows["texts"], rows["response_ids"])):
+        ends = step_ends(text, tokenizer, mode, token_ids=ids) if ids else []
+        pairs = [(min(e, lengths[i] - 1), r) for e, r in zip(ends, per_step[i])]
+        steps.append(pairs + [(max(0, lengths[i] - 1), float(rewards[i]))])  # the outcome closes the response
+    n, s, width = len(steps), max(len(x) for x in steps), max(1, max(lengths))
+    step_rewards, step_mask, step_end = torch.zeros(n, s), torch.zeros(n, s), torch.zeros(n, s, dtype=torch.long)
+    for i, pairs in enumerate(steps):
+        for j, (end, r) in enumerate(pairs):
+            step_end[i, j], step_rewards[i, j], step_mask[i, j] = end, r, 1.0
+    response_mask = (torch.arange(width)[None] < torch.tensor(lengths)[:, None]).float()
+    adv = process_advantages(step_rewards, step_mask, step_end, response_mask, job.grpo.group_size)
+    out = torch.zeros(rollout.input_ids.shape)  # back from response positions (N, L) to rows (N, T)
+    starts = rollout.response_mask.argmax(-1)
+    for i, length in enumerate(lengths):
+        out[i, starts[i] : starts[i] + length] = adv[i, :length]
+    return out
+
+
+# The advantage estimator, chosen in this one place: rewards (N,) -> advantages (N,), or (N, T) per token.
 ADVANTAGES = {
-    "grpo": lambda rewards, cfg: group_advantages(rewards, cfg.group_size, cfg.scale_rewards),
-    "rloo": lambda rewards, cfg: rloo_advantages(rewards, cfg.group_size),
-    "reinforce_pp": lambda rewards, cfg: reinforce_pp_advantages(rewards, cfg.group_size),
+    "grpo": lambda rewards, rows, rollout, job, tok: group_advantages(rewards, job.grpo.group_size, job.grpo.scale_rewards),
+    "rloo": lambda rewards, rows, rollout, job, tok: rloo_advantages(rewards, job.grpo.group_size),
+    "reinforce_pp": lambda rewards, rows, rollout, job, tok: reinforce_pp_advantages(rewards, job.grpo.group_size),
+    "process": process_token_advantages,
 }
 
 
@@ -136,7 +172,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
             continue
         rollout = S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
         # 3. advantages: relative to the other samples of the prompt, shared by every token of a response
-        advantages = ADVANTAGES[job.grpo.advantage](rewards, job.grpo)
+        advantages = ADVANTAGES[job.grpo.advantage](rewards, rows, rollout, job, tokenizer)
         # 4. update
         t_update = time.perf_counter()
         metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)

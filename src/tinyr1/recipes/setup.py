@@ -364,7 +364,9 @@ def log_samples(run_dir: Path, step: int, rollout: Rollout, rewards, per_fn, adv
         append_jsonl(run_dir / "samples.jsonl", {
             "step": step, "id": rollout.problems[i].id, "question": rollout.problems[i].question,
             "reference": rollout.problems[i].answer, "response": rollout.texts[i], "reward": float(rewards[i]),
-            **{f"reward/{k_}": float(v[i]) for k_, v in per_fn.items()}, "advantage": float(advantages[i]),
+            **{f"reward/{k_}": float(v[i]) for k_, v in per_fn.items()},
+            # per-token advantages (process supervision): the first response token's, which sums every step
+            "advantage": float(advantages[i] if advantages.dim() == 1 else advantages[i][rollout.response_mask[i] > 0][:1].sum()),
             "truncated": bool(rollout.truncated[i]),
         })
 
