@@ -1,9 +1,6 @@
 """Model resolution and loading: local folders, run folders, adapters, GGUF cache, clear errors."""
 
 import json
-import os
-import time
-from pathlib import Path
 
 import pytest
 import torch

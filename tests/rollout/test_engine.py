@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinyr1.rollout.engine import sample_next
-from tinyr1.rollout.sampler import SamplingParams, sample, stop_token_ids, cut_at_stop
+from tinyr1.rollout.sampler import SamplingParams, sample
 from tinyr1.rollout import sampler as sampler_mod
 
 PROMPTS = [
