@@ -32,6 +32,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from tinyr1.algorithms.variants import pick
+
 __all__ = [
     "equal_reward_group_share",
     "gae",
@@ -42,15 +44,6 @@ __all__ = [
     "rloo_advantages",
     "whiten",
 ]
-
-
-def _pick(table: dict[str, Callable], name: str, what: str) -> Callable:
-    """The one place a variant name is turned into a function; unknown names fail loudly."""
-    try:
-        return table[name]
-    except KeyError:
-        allowed = ", ".join(repr(k) for k in table)
-        raise ValueError(f"unknown {what} {name!r}; allowed: {allowed}") from None
 
 
 def _groups(rewards: Tensor, group_size: int) -> Tensor:
@@ -91,7 +84,7 @@ def group_advantages(
     "none" does not divide (Dr.GRPO). The std is the population std (see the module docstring).
     A group whose rewards are all equal gets advantage 0 (0 / (0 + eps)), never NaN.
     """
-    divisor = _pick(_SCALES, scale, "advantage scale")
+    divisor = pick(_SCALES, scale, "advantage scale")
     grouped = _groups(rewards, group_size)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
     return (centred / divisor(grouped, eps)).reshape(-1)

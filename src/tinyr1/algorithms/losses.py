@@ -28,16 +28,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from tinyr1.algorithms.variants import pick
+
 __all__ = ["aggregate", "kl_penalty", "masked_mean", "policy_loss", "value_loss"]
-
-
-def _pick(table: dict[str, Callable], name: str, what: str) -> Callable:
-    """The one place a variant name is turned into a function; unknown names fail loudly."""
-    try:
-        return table[name]
-    except KeyError:
-        allowed = ", ".join(repr(k) for k in table)
-        raise ValueError(f"unknown {what} {name!r}; allowed: {allowed}") from None
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -89,7 +82,7 @@ def aggregate(
     For micro-batches, pass the counts of the whole (global) batch: the micro-batch losses then
     add up to the full-batch loss. Empty masks give 0, never NaN.
     """
-    reduce = _pick(_AGGREGATIONS, mode, "aggregation mode")
+    reduce = pick(_AGGREGATIONS, mode, "aggregation mode")
     return reduce(per_token, mask.to(per_token.dtype), max_len, token_count, seq_count)
 
 
@@ -165,7 +158,7 @@ def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k3") ->
     k1 = logp - logref                            (unbiased, high variance, can be negative)
     k3 = exp(logref - logp) - (logref - logp) - 1 (unbiased, low variance, never negative; GRPO)
     """
-    return _pick(_KL_ESTIMATORS, estimator, "KL estimator")(logprobs - ref_logprobs)
+    return pick(_KL_ESTIMATORS, estimator, "KL estimator")(logprobs - ref_logprobs)
 
 
 # ----------------------------------------------------------------------------- value
