@@ -149,9 +149,10 @@ def tinyr1_worker(cfg: dict) -> None:
         # 3. advantages, 4. update
         rollout = S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
         advantages = grpo.ADVANTAGES[job.grpo.advantage](rewards, rows, rollout, job, tokenizer)
-        grpo.update(model, None, optimizer, scheduler, rollout, advantages, job)
+        metrics = grpo.update(model, None, optimizer, scheduler, rollout, advantages, job)
         t2 = time.perf_counter()
         send({"sampling": t1 - t0 - timer["reward"], "reward": timer["reward"], "update": t2 - t1, "step": t2 - t0,
+              "logprob_diff": metrics.get("rollout/logprob_diff"),
               "generated_tokens": int(rollout.response_mask.sum()), "update_tokens": int(rollout.attention_mask.sum()),
               "prompts": fingerprint(rows["prompt_ids"]), "peak_rss_mb": peak_rss_mb()})
 
@@ -343,6 +344,11 @@ def print_table(new_tokens: int, results: dict[str, dict], peaks: dict[str, floa
                              f"{reward} | {s['update'] / t['update']:.2f}x | | | "
                              f"{s['gen_tok_s'] / t['gen_tok_s']:.2f}x | {s['upd_tok_s'] / t['upd_tok_s']:.2f}x | | | "
                              f"{s['peak_rss_gb'] / t['peak_rss_gb']:.2f}x |")
+    for tool, r in results.items():
+        diffs = [s["logprob_diff"] for s in r["steps"] if s.get("logprob_diff") is not None]
+        if diffs:
+            lines += ["", f"{tool}: sampler vs trainer log-probs, mean |difference| per response token: "
+                          f"median {statistics.median(diffs):.4f} over {len(diffs)} steps (bf16 sampling copy vs float32 master + bf16 autocast)"]
     print("\n".join(lines), flush=True)
     return lines
 

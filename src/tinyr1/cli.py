@@ -1,4 +1,4 @@
-"""Command line: `tinyr1 train | eval | grade | report`.
+"""Command line: `tinyr1 train | eval | grade | report | rm | prm`.
 
     tinyr1 train [CONFIG.yaml] [--section.key=value ...]      (no config: configs/quickstart.yaml)
     tinyr1 train --resume runs/<name> [--run.steps=N]
@@ -7,6 +7,8 @@
                 [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
     tinyr1 grade FILE.jsonl [--out OUT.jsonl] [--style S] [--no-fallback] [--timeout SEC]
     tinyr1 report RUN_DIR... [--out report/] [--title T]   (compare runs: table, verdict, curves)
+    tinyr1 rm collect|train|eval [...]   (outcome reward model: graded samples, training, AUC and best-of-n)
+    tinyr1 prm label|train|eval [...]    (process reward model: Math-Shepherd step labels, training, step F1)
 
 Every option is a dotted config key (`tinyr1 eval --help` lists them with their docs); the short
 flags above are aliases. Bad input of any kind prints one line naming the file, line or key and
@@ -125,25 +127,30 @@ def cmd_train(args: list[str]) -> int:
             args = [str(QUICKSTART), *args]
         job = load_job(TrainJob, args, {})
         run_dir = None
-    validate_train(job)
+    from tinyr1 import distributed as D
+
+    D.init(cpu=job.model.device == "cpu")  # under accelerate launch / torchrun: join the process group
+    validate_train(job, D.world_size())
     from tinyr1.recipes import get_recipe
 
-    if dry_run:
+    if dry_run:  # rank 0 builds the tiny stand-in model; every process gets its job
         import tempfile
 
-        tmp = Path(tempfile.mkdtemp(prefix="tinyr1-dry-run-"))
-        job, run_dir, resume = S.dry_run_job(job, tmp), None, None
+        job = D.broadcast_object(S.dry_run_job(job, Path(tempfile.mkdtemp(prefix="tinyr1-dry-run-"))) if D.is_main() else None)
+        run_dir, resume = None, None
 
     recipe = get_recipe(job.algorithm)
-    if run_dir is None:
-        run_dir = S.new_run_dir(job)
-    print(f"tinyr1: {job.algorithm} run in {run_dir}", flush=True)
+    if run_dir is None:  # rank 0 creates the run folder (its default name holds the time) and tells the others
+        run_dir = D.broadcast_object(S.new_run_dir(job) if D.is_main() else None)
+    say = print if D.is_main() else (lambda *args, **kwargs: None)
+    say(f"tinyr1: {job.algorithm} run in {run_dir}" + (f" on {D.world_size()} processes" if D.world_size() > 1 else ""), flush=True)
     summary = recipe(job, run_dir, resume=resume is not None)
+    D.shutdown()
     if dry_run:
-        print(f"dry run ok: config valid, data and rewards load, one {job.algorithm} step ran on a tiny stand-in model")
+        say(f"dry run ok: config valid, data and rewards load, one {job.algorithm} step ran on a tiny stand-in model")
         return 0
     b, a = summary["eval_before"], summary["eval_after"]
-    print(
+    say(
         f"held-out accuracy {b['accuracy']:.1%} [{b['accuracy_ci95'][0]:.1%}, {b['accuracy_ci95'][1]:.1%}] -> "
         f"{a['accuracy']:.1%} [{a['accuracy_ci95'][0]:.1%}, {a['accuracy_ci95'][1]:.1%}] (n={a['n']}), "
         f"{summary['wall_time_s'] / 60:.1f} min; wrote {run_dir}/summary.json"
@@ -185,7 +192,21 @@ def cmd_report(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grade": cmd_grade, "report": cmd_report}
+def cmd_rm(args: list[str]) -> int:
+    """`tinyr1 rm collect | train | eval` (see tinyr1/cli_rm.py; `tinyr1 rm --help`)."""
+    from tinyr1 import cli_rm
+
+    return cli_rm.main("rm", args)
+
+
+def cmd_prm(args: list[str]) -> int:
+    """`tinyr1 prm label | train | eval` (see tinyr1/cli_rm.py; `tinyr1 prm --help`)."""
+    from tinyr1 import cli_rm
+
+    return cli_rm.main("prm", args)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grade": cmd_grade, "report": cmd_report, "rm": cmd_rm, "prm": cmd_prm}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -179,7 +180,12 @@ class OptimConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, ~30% more compute)."""
     bf16: bool = False
-    """bfloat16 autocast in the update (weights and optimizer stay float32). Helps on GPUs and bf16 CPUs."""
+    """bfloat16 autocast in the update (weights and optimizer stay float32). Helps on GPUs and bf16 CPUs.
+    With LoRA the frozen base weights are then stored in bfloat16 once (what autocast casts them to)."""
+    padding_free: bool = False
+    """GRPO update without padding: each micro-batch's sequences are packed into rows as long as
+    its longest one, attention kept apart by position ids. Same loss; pays off when lengths vary
+    a lot or attention kernels skip masked blocks (GPU); on CPU, sorted micro-batches leave little padding."""
 
 
 @dataclass
@@ -260,17 +266,24 @@ class PPOConfig:
     """Normalise advantages over the batch's response tokens."""
     critic: Literal["shared", "separate"] = "shared"
     """`shared`: a value head on the policy's backbone (no second model); `separate`: its own copy."""
+    process_coef: float = 1.0
+    """Weight of the per-step rewards of `reward.process` (rule or PRM), each placed on its step's
+    last token beside the outcome on the response's last token (no effect with process: none)."""
 
 
 @dataclass
 class RewardConfig:
     weights: dict = field(default_factory=lambda: {"correctness": 1.0})
     """Reward functions and their weights, summed: `correctness` (the grader), `format` (the answer
-    style's markers present)."""
-    process: Literal["none", "arithmetic", "reference"] = "none"
-    """Per-step rule for `grpo.advantage: process`: `arithmetic` (+1 a step whose equations all
-    check, -1 a wrong one, 0 none), `reference` (+1 a step stating a value of the reference
-    solution's calculator notes, GSM8K)."""
+    style's markers present), `orm:<folder>` (an outcome reward model from `tinyr1 rm train`:
+    P(correct) in [0, 1], scored in batches without gradients on the policy's device), e.g.
+    `{correctness: 1.0, "orm:runs/rm": 0.5}`."""
+    process: str = "none"
+    """Per-step rewards: `none`, `arithmetic` (+1 a step whose equations all check, -1 a wrong
+    one, 0 none), `reference` (+1 a step stating a value of the reference solution's calculator
+    notes, GSM8K), or `prm:<folder>` (a process reward model from `tinyr1 prm train`: 2 P(step
+    ok) - 1 per step). Used by `grpo.advantage: process`, and by PPO, which adds
+    `ppo.process_coef` x each step's reward on the step's last token (through GAE)."""
     step_mode: Literal["lines", "paragraphs", "markers"] = "lines"
     """How a response splits into steps: lines, blank-line paragraphs, or `Step k:` markers."""
 
@@ -373,6 +386,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+            return float(value)  # YAML 1.1 reads `5e-4` (no dot in the mantissa) as a string
         raise UserError(f"config key '{key}': expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -427,7 +442,9 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         if isinstance(value, (dict, list)) and not raw.strip().startswith(("[", "{")):
             value = raw  # "a: b" typed on the command line is a string, not a mapping
         node = nested
-        parts = key.replace("-", "_").split(".")
+        head, colon, tail = key.partition(":")
+        parts = head.replace("-", "_").split(".")
+        parts[-1] += colon + tail  # `--reward.weights.orm:runs/rm-1.5=1`: a path after `:` is kept as written
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
@@ -458,15 +475,37 @@ def _check(ok: bool, key: str, expected: str, value: Any) -> None:
         raise UserError(f"config key '{key}': expected {expected}, got {value!r}")
 
 
-def validate_train(job: "TrainJob") -> None:
-    """Cross-field and range checks for a training job; raises `UserError` naming the key."""
+def _validate_processes(job: "TrainJob", world_size: int) -> None:
+    """Each of `world_size` processes takes an equal share of a step's batch (whole GRPO groups)."""
+    w = world_size
+    if w <= 1:
+        return
+    g = job.grpo
+    if job.algorithm == "grpo" and (g.batch_size // g.group_size) % w:
+        raise UserError(
+            f"config key 'grpo.batch_size': {g.batch_size} sequences are {g.batch_size // g.group_size} prompts x "
+            f"grpo.group_size={g.group_size}, which do not split over {w} processes (each process samples whole "
+            f"groups); use a multiple of grpo.group_size x processes = {g.group_size * w}")
+    for key, value in (("ppo.batch_size", job.ppo.batch_size), ("ppo.mini_batch_size", job.ppo.mini_batch_size)):
+        if job.algorithm == "ppo" and value % w:
+            raise UserError(f"config key '{key}': {value} does not split over {w} processes; use a multiple of {w}")
+    if job.algorithm == "sft" and job.sft.batch_size % w:
+        raise UserError(f"config key 'sft.batch_size': {job.sft.batch_size} examples do not split over {w} processes; "
+                        f"use a multiple of {w}")
+
+
+def validate_train(job: "TrainJob", world_size: int = 1) -> None:
+    """Cross-field and range checks for a training job; raises `UserError` naming the key.
+
+    `world_size`: the number of processes the job runs on; every batch must split evenly over them.
+    """
     g, r, o = job.grpo, job.run, job.optim
     _check(g.group_size >= 2, "grpo.group_size", "an integer >= 2 (advantages compare samples of one prompt)", g.group_size)
     _check(g.batch_size >= g.group_size and g.batch_size % g.group_size == 0, "grpo.batch_size",
            f"a positive multiple of grpo.group_size={g.group_size}", g.batch_size)
     _check(g.num_iterations >= 1, "grpo.num_iterations", "an integer >= 1", g.num_iterations)
     _check(g.advantage != "process" or job.reward.process != "none", "reward.process",
-           "a step rule (arithmetic or reference) when grpo.advantage is process", job.reward.process)
+           "a step rule (arithmetic, reference or prm:<folder>) when grpo.advantage is process", job.reward.process)
     _check(g.temperature > 0, "grpo.temperature", "a number > 0", g.temperature)
     _check(0 <= g.clip_low < 1, "grpo.clip_low", "a number in [0, 1)", g.clip_low)
     _check(g.clip_high >= 0, "grpo.clip_high", "a number >= 0", g.clip_high)
@@ -498,6 +537,22 @@ def validate_train(job: "TrainJob") -> None:
         _check(job.sft.max_length >= 16, "sft.max_length", "an integer >= 16 (prompt + response tokens)", job.sft.max_length)
     for name, w in job.reward.weights.items():
         _check(isinstance(w, (int, float)) and not isinstance(w, bool), f"reward.weights.{name}", "a number", w)
+    _validate_processes(job, world_size)
+    _validate_reward_models(job.reward)
+
+
+def _validate_reward_models(reward: "RewardConfig") -> None:
+    """`orm:<folder>` weights and `prm:<folder>` process rewards name saved reward models of that kind."""
+    from tinyr1.models.heads import read_meta
+
+    for name in reward.weights:
+        if name.startswith("orm:"):
+            read_meta(name[len("orm:") :], "orm", key=f"reward.weights.{name}")
+    p = reward.process
+    if p.startswith("prm:"):
+        read_meta(p[len("prm:") :], "prm", key="reward.process")
+    else:
+        _check(p in ("none", "arithmetic", "reference"), "reward.process", "one of 'none', 'arithmetic', 'reference' or 'prm:<folder>'", p)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

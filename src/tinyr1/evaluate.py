@@ -76,6 +76,24 @@ def _run(model, tokenizer, problems, prompts, params, grading: GradingConfig, st
     return rows, samples.num_tokens
 
 
+def greedy_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy (Wilson 95% interval), answer-found rate, mean length and truncation of greedy rows.
+
+    Also how a sharded evaluation (one slice per process) is summarised from the gathered rows.
+    """
+    n = len(rows)
+    correct = sum(r["correct"] for r in rows)
+    return dict(
+        n=n,
+        correct=correct,
+        accuracy=correct / n if n else 0.0,
+        accuracy_ci95=list(wilson_interval(correct, n)),
+        parsed_rate=sum(r["extracted"] is not None for r in rows) / n if n else 0.0,
+        mean_response_tokens=sum(r["tokens"] for r in rows) / n if n else 0.0,
+        truncated_rate=sum(not r["finished"] for r in rows) / n if n else 0.0,
+    )
+
+
 def evaluate(
     model, tokenizer, problems: list[Problem], prompt_cfg: PromptConfig, sampling: SamplingConfig,
     grading: GradingConfig, samples: int = 1, temperature: float = 1.0, shots: list[Problem] = (), progress: bool = True,
@@ -85,17 +103,7 @@ def evaluate(
     t0 = time.perf_counter()
     greedy = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=0.0, n=1, batch_size=sampling.batch_size)
     rows, tokens = _run(model, tokenizer, problems, prompts, greedy, grading, prompt_cfg.style, "greedy", progress)
-    n = len(rows)
-    correct = sum(r["correct"] for r in rows)
-    summary: dict[str, Any] = dict(
-        n=n,
-        correct=correct,
-        accuracy=correct / n if n else 0.0,
-        accuracy_ci95=list(wilson_interval(correct, n)),
-        parsed_rate=sum(r["extracted"] is not None for r in rows) / n if n else 0.0,
-        mean_response_tokens=tokens / n if n else 0.0,
-        truncated_rate=sum(not r["finished"] for r in rows) / n if n else 0.0,
-    )
+    summary = greedy_summary(rows)
     if samples > 1:
         params = SamplingParams(sampling.max_new_tokens, temperature, sampling.top_p, samples, sampling.batch_size)
         sampled, more = _run(model, tokenizer, problems, prompts, params, grading, prompt_cfg.style, "sample", progress)

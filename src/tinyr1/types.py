@@ -42,6 +42,7 @@ class Rollout:
     problems: list[Problem]  # N: the problem each response answers
     texts: list[str]  # N: decoded responses
     group_size: int  # G
+    sampler_logprobs: Any = None  # (N, T) float or None: log p(token) as the sampling engine computed it
 
     @property
     def num_sequences(self) -> int:

@@ -110,3 +110,21 @@ def test_float64_gradcheck():
 def test_wrong_shapes_raise():
     with pytest.raises(ValueError, match="labels"):
         token_logprobs(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_fused_logprobs_and_entropy_match_the_separate_functions(chunk):
+    from tinyr1.algorithms.logprobs import token_logprobs_and_entropy
+
+    logits, labels = _inputs(seed=3)
+    mine = logits.clone().requires_grad_(True)
+    ref = logits.clone().requires_grad_(True)
+    out, ent = token_logprobs_and_entropy(mine, labels, chunk_elems=chunk)
+    assert_close(ent, _reference_entropy(logits))
+    assert not ent.requires_grad  # logged, never trained on
+    expected = _reference_logprobs(ref, labels)
+    assert_close(out, expected)
+    weights = torch.randn(N, T)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert_close(mine.grad, ref.grad)

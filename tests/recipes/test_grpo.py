@@ -97,8 +97,11 @@ def test_grpo_options_train_with_finite_losses(tiny_job, overrides):
         assert row["loss/kl"] >= 0.0 if job.grpo.kl_estimator == "k3" else True
 
 
-def test_masking_truncated_responses_removes_them_from_the_loss(tiny_job):
-    # the random tiny model never stops within 8 tokens: every response is truncated, so nothing trains
+def test_masking_truncated_responses_removes_them_from_the_loss(tiny_job, monkeypatch):
+    # no token ends a response: every response is truncated, so nothing trains
+    from tinyr1.rollout import sampler as sampler_mod
+
+    monkeypatch.setattr(sampler_mod, "stop_token_ids", lambda model, tokenizer: [10**6])
     job = tiny_job(run__steps=1, grpo__mask_truncated=True)
     run_dir = S.new_run_dir(job)
     train(job, run_dir)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinyr1.recipes import setup as S
-from tinyr1.recipes.ppo import adapt_kl, make_experience, response_index, take, train
+from tinyr1.recipes.ppo import Critic, adapt_kl, make_experience, response_index, take, train
 from tinyr1.types import Problem
 
 
@@ -30,15 +30,9 @@ def test_outcome_reward_lands_on_the_last_token_and_gae_uses_it(tiny_model, tiny
     job = tiny_job(ppo__gamma=1.0, ppo__lam=1.0, ppo__whiten_advantages=False, lora__rank=0)
     rollout = _rows(tiny_model)
 
-    class ZeroCritic(torch.nn.Module):  # V = 0 everywhere: advantages are then the returns
-        def __init__(self):
-            super().__init__()
-            self.backbone = None
-            self.head = torch.nn.Linear(model.config.hidden_size, 1)
-            torch.nn.init.zeros_(self.head.weight)
-            torch.nn.init.zeros_(self.head.bias)
-
-    exp = make_experience(model, ZeroCritic(), None, rollout, torch.tensor([1.0, 0.5]), job, kl_coef=0.0)
+    critic = Critic(model.config.hidden_size)  # a fresh head is zero: V = 0 everywhere, advantages are the returns
+    assert not critic.head.weight.any() and not critic.head.bias.any()
+    exp = make_experience(model, critic, None, rollout, torch.tensor([1.0, 0.5]), job, kl_coef=0.0)
     # gamma = lambda = 1 and V = 0: every token's return is the outcome (rewards 0 ... 0, outcome)
     assert exp["returns"].tolist() == [[1.0, 1.0, 0.0], [0.5, 0.5, 0.5]]
     assert exp["advantages"].tolist() == exp["returns"].tolist()

@@ -55,12 +55,16 @@ def _groups(rewards: Tensor, group_size: int) -> Tensor:
     return rewards.view(-1, group_size)
 
 
-def _masked_mean_var(x: Tensor, mask: Tensor, dim=None) -> tuple[Tensor, Tensor]:
-    """Masked mean and population variance; an empty mask gives 0 and 0, never NaN."""
+def _masked_mean_var(x: Tensor, mask: Tensor, dim=None, reduce: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Masked mean and population variance; an empty mask gives 0 and 0, never NaN.
+
+    `reduce` (default: none) maps each partial sum to its sum over processes before dividing.
+    """
     mask = mask.to(x.dtype)
-    count = mask.sum(dim, keepdim=dim is not None).clamp(min=1)
-    mean = (x * mask).sum(dim, keepdim=dim is not None) / count
-    var = ((x - mean) ** 2 * mask).sum(dim, keepdim=dim is not None) / count
+    total = reduce or (lambda t: t)
+    count = total(mask.sum(dim, keepdim=dim is not None)).clamp(min=1)
+    mean = total((x * mask).sum(dim, keepdim=dim is not None)) / count
+    var = total(((x - mean) ** 2 * mask).sum(dim, keepdim=dim is not None)) / count
     return mean, var
 
 
@@ -139,15 +143,18 @@ def equal_reward_group_share(rewards: Tensor, group_size: int) -> float:
 # ----------------------------------------------------------------------------- whitening
 
 
-def whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Masked whitening: `(x - mean) / sqrt(var + eps)` with statistics over `mask` only.
 
     x, mask: same shape (e.g. (N, L)) -> same shape, 0 where `mask` is 0 (padding never carries
     a value). Mean and population variance are taken over the masked entries, so masked
     positions do not affect them. `shift_mean=False` adds the mean back: only the spread is
     normalised (the TRL / verl `masked_whiten` semantics). An all-zero mask returns zeros.
+    `reduce` sums the statistics' partial sums over processes (e.g. `distributed.all_reduce_sum`)
+    when the batch is split across them, so the statistics are the whole batch's.
     """
-    mean, var = _masked_mean_var(x, mask)
+    mean, var = _masked_mean_var(x, mask, reduce=reduce)
     whitened = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["entropy_from_logits", "token_logprobs"]
+__all__ = ["entropy_from_logits", "token_logprobs", "token_logprobs_and_entropy"]
 
 DEFAULT_CHUNK_ELEMS = 1 << 24  # 16M elements: a 64 MiB float32 block
 
@@ -45,21 +45,25 @@ def _compute_dtype(logits: Tensor) -> torch.dtype:
 
 class _TokenLogprobs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, labels: Tensor, chunk_elems: int) -> Tensor:
+    def forward(ctx, logits: Tensor, labels: Tensor, chunk_elems: int, with_entropy: bool) -> tuple[Tensor, Tensor]:
         n, t, v = logits.shape
         dtype = _compute_dtype(logits)
         out = logits.new_empty((n, t), dtype=dtype)
         lse = logits.new_empty((n, t), dtype=dtype)
+        entropy = logits.new_zeros((n, t) if with_entropy else (0,), dtype=dtype)
         for rows, cols in _blocks(n, t, v, chunk_elems):
             z = logits[rows, cols].to(dtype)
             lse[rows, cols] = torch.logsumexp(z, dim=-1)
             out[rows, cols] = z.gather(-1, labels[rows, cols, None]).squeeze(-1) - lse[rows, cols]
+            if with_entropy:  # while the block is in float32 anyway: H = lse - sum p z
+                entropy[rows, cols] = lse[rows, cols] - (torch.exp(z - lse[rows, cols, None]) * z).sum(-1)
         ctx.save_for_backward(logits, labels, lse)
         ctx.chunk_elems = chunk_elems
-        return out
+        ctx.mark_non_differentiable(entropy)
+        return out, entropy
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor, _grad_entropy: Tensor = None):
         # d log p(y) / d z = onehot(y) - softmax(z), scaled by the incoming gradient.
         logits, labels, lse = ctx.saved_tensors
         grad = torch.empty_like(logits)
@@ -69,7 +73,7 @@ class _TokenLogprobs(torch.autograd.Function):
             g = torch.exp(logits[rows, cols].to(lse.dtype) - lse[rows, cols, None]).mul_(-g_out)
             g.scatter_add_(-1, labels[rows, cols, None], g_out)
             grad[rows, cols] = g
-        return grad, None, None
+        return grad, None, None, None
 
 
 class _Entropy(torch.autograd.Function):
@@ -117,7 +121,20 @@ def token_logprobs(
             f"expected logits (N, T, V) and labels (N, T), got {tuple(logits.shape)} "
             f"and {tuple(labels.shape)}"
         )
-    return _TokenLogprobs.apply(logits, labels.long(), chunk_elems)
+    return _TokenLogprobs.apply(logits, labels.long(), chunk_elems, False)[0]
+
+
+def token_logprobs_and_entropy(
+    logits: Tensor, labels: Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS
+) -> tuple[Tensor, Tensor]:
+    """`token_logprobs` and, from the same pass over the logits, the entropy per position
+    (not differentiable: for logging). Saves a second float32 pass over (N, T, V)."""
+    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"expected logits (N, T, V) and labels (N, T), got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
+    return _TokenLogprobs.apply(logits, labels.long(), chunk_elems, True)
 
 
 def entropy_from_logits(logits: Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> Tensor:

@@ -19,6 +19,10 @@ How it departs from the GRPO paper, and which paper each option follows:
 - With `num_iterations: 1` the rollout's log-probs equal the update's, so the ratio is exactly 1
   and no extra forward pass is made for them (the clip never triggers; the gradient is the
   plain policy gradient).
+- Under W processes (`accelerate launch`, `torchrun`; see `tinyr1.distributed`) each process
+  samples B / W whole groups; advantages are computed on the gathered rewards of the whole step
+  and the loss divides by the global token count, so a step equals the 1-process step on the
+  same batch.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from tinyr1 import distributed as D
 from tinyr1.algorithms.advantages import (
     equal_reward_group_share, group_advantages, process_advantages, reinforce_pp_advantages, rloo_advantages,
 )
@@ -47,11 +52,14 @@ def process_token_advantages(rewards: torch.Tensor, rows: dict[str, list], rollo
     rewards of a group are normalised together; a token's advantage sums the normalised rewards
     of the steps ending at or after it.
     """
-    from tinyr1.rewards.process import PROCESS_REWARDS
+    from tinyr1.rewards.prm import process_reward_fn
     from tinyr1.rewards.steps import step_ends
 
+    if not rows["texts"]:  # a process left without groups (dynamic sampling): its empty row gets 0
+        return torch.zeros(rollout.input_ids.shape)
     mode = job.reward.step_mode
-    per_step = PROCESS_REWARDS[job.reward.process](rows["problems"], rows["texts"], mode=mode)
+    step_fn = process_reward_fn(job.reward.process, job.model.device, job.sampling.dtype)  # a rule, or a PRM loaded once
+    per_step = step_fn(rows["problems"], rows["texts"], mode=mode)
     lengths = [len(r) for r in rows["response_ids"]]
     steps = []
     for i, (text, ids) in enumerate(zip(rows["texts"], rows["response_ids"])):
@@ -72,12 +80,28 @@ def process_token_advantages(rewards: torch.Tensor, rows: dict[str, list], rollo
     return out
 
 
+def whole_batch(estimator):
+    """An outcome estimator run on the whole step's batch, whatever the number of processes.
+
+    Every process's rewards (N_r,) are gathered in rank order, `estimator(rewards, job)` runs once
+    on all N of them, and this process's rows come back (N_r,). Whole groups live on one process,
+    so the advantages, batch-wide statistics included (`scale_rewards: batch`, REINFORCE++
+    whitening), are exactly those of a 1-process run over the same batch.
+    """
+    def local(rewards, rows, rollout, job, tokenizer):
+        parts = D.gather_objects(rewards)
+        start = sum(len(p) for p in parts[: D.rank()])
+        return estimator(torch.cat(parts), job)[start : start + len(rewards)]
+
+    return local
+
+
 # The advantage estimator, chosen in this one place: rewards (N,) -> advantages (N,), or (N, T) per token.
 ADVANTAGES = {
-    "grpo": lambda rewards, rows, rollout, job, tok: group_advantages(rewards, job.grpo.group_size, job.grpo.scale_rewards),
-    "rloo": lambda rewards, rows, rollout, job, tok: rloo_advantages(rewards, job.grpo.group_size),
-    "reinforce_pp": lambda rewards, rows, rollout, job, tok: reinforce_pp_advantages(rewards, job.grpo.group_size),
-    "process": process_token_advantages,
+    "grpo": whole_batch(lambda rewards, job: group_advantages(rewards, job.grpo.group_size, job.grpo.scale_rewards)),
+    "rloo": whole_batch(lambda rewards, job: rloo_advantages(rewards, job.grpo.group_size)),
+    "reinforce_pp": whole_batch(lambda rewards, job: reinforce_pp_advantages(rewards, job.grpo.group_size)),
+    "process": process_token_advantages,  # normalised within each group: every process does its own rows
 }
 
 
@@ -89,23 +113,29 @@ def select_groups(rows, total, per_fn, g: int, keep: torch.Tensor):
 
 
 def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots, timer: dict[str, float]):
-    """Steps 1-2 (rollout, reward), with DAPO dynamic sampling refilling all-equal groups."""
-    g, b = job.grpo.group_size, job.grpo.batch_size // job.grpo.group_size
-    rows = S.generate_rows(model, tokenizer, stream.take(b), job, shots, g, job.grpo.temperature)
+    """Steps 1-2 (rollout, reward), with DAPO dynamic sampling refilling all-equal groups.
+
+    Under W processes each samples its B / W prompts (`take_share`); refill rounds are taken
+    together, while any process still misses groups, so every problem stream stays in step.
+    """
+    g, b = job.grpo.group_size, job.grpo.batch_size // job.grpo.group_size // D.world_size()
+    rows = S.generate_rows(model, tokenizer, S.take_share(stream, b), job, shots, g, job.grpo.temperature)
     total, per_fn = S.score(rows, reward_fns, timer)
-    equal_share = equal_reward_group_share(total, g)
+    equal_share = equal_reward_group_share(D.gather(total), g)
     refills = 0
     while job.grpo.dynamic_sampling:
         keep = total.view(-1, g).std(-1) > 0
         rows, total, per_fn = select_groups(rows, total, per_fn, g, keep)
-        missing = b - len(rows["texts"]) // g
-        if missing <= 0 or refills == job.grpo.max_refills:
+        missing = max(0, b - len(rows["texts"]) // g)
+        if D.all_reduce_max(missing) == 0 or refills == job.grpo.max_refills:
             break
-        more = S.generate_rows(model, tokenizer, stream.take(missing), job, shots, g, job.grpo.temperature)
-        more_total, more_fn = S.score(more, reward_fns, timer)
-        rows = {k: rows[k] + more[k] for k in rows}
-        total = torch.cat([total, more_total])
-        per_fn = {k: torch.cat([per_fn[k], more_fn[k]]) for k in per_fn}
+        problems = S.take_share(stream, missing)
+        if problems:
+            more = S.generate_rows(model, tokenizer, problems, job, shots, g, job.grpo.temperature)
+            more_total, more_fn = S.score(more, reward_fns, timer)
+            rows = {k: rows[k] + more[k] for k in rows}
+            total = torch.cat([total, more_total])
+            per_fn = {k: torch.cat([per_fn[k], more_fn[k]]) for k in per_fn}
         refills += 1
     if len(rows["texts"]) > b * g:  # a refill can overshoot: train on exactly B groups
         rows, total, per_fn = select_groups(rows, total, per_fn, g, torch.arange(len(rows["texts"]) // g) < b)
@@ -118,7 +148,11 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     mask = rollout.response_mask.clone()
     if g.mask_truncated:
         mask[rollout.truncated] = 0.0
-    counts = dict(max_len=job.sampling.max_new_tokens, token_count=mask.sum().clamp(min=1), seq_count=max(1, int((mask.sum(-1) > 0).sum())))
+    # Divisors of the whole step, not of one micro-batch or one process: the GLOBAL token and
+    # sequence counts, divided by W because DDP averages the W processes' gradients
+    # (`distributed.loss_divisor`); then every micro-batch of every process sums to the full-batch loss.
+    counts = dict(max_len=job.sampling.max_new_tokens, token_count=D.loss_divisor(mask.sum()),
+                  seq_count=D.loss_divisor(int((mask.sum(-1) > 0).sum())))
     lengths = rollout.attention_mask.sum(-1)
     batches = S.micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
     ref = S.reference_logprobs(model, ref_model, rollout, job) if g.beta > 0 else None
@@ -128,66 +162,93 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
         with torch.no_grad():
             old = torch.zeros(rollout.input_ids.shape)
             for mb in batches:
-                old[mb] = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16)[0].cpu()
+                old[mb] = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16,
+                                              start=S.response_start(rollout.response_mask[mb]))[0].cpu()
     params = S.trainable_parameters(model)
     stats: dict[str, float] = {}
     model.train()
-    for _ in range(g.num_iterations):
+    diff_sum, diff_count = 0.0, 0.0
+    for it in range(g.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        for mb in batches:
-            logp, entropy = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, with_entropy=True)
+        for mb in D.sync_last(model, batches):  # gradients all-reduced once, in the last micro-batch's backward
+            if o.padding_free:
+                logp, entropy = S.packed_sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16,
+                                                           with_entropy=True)
+            else:
+                logp, entropy = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16,
+                                                    with_entropy=True, start=S.response_start(rollout.response_mask[mb]))
             logp, m = logp.cpu(), mask[mb]
             old_mb = old[mb] if old is not None else logp.detach()
             loss, pstats = policy_loss(logp, old_mb, advantages[mb], m, g.clip_low, g.clip_high, g.loss_aggregation, **counts)
             kl_tok = kl_penalty(logp, ref[mb], g.kl_estimator) if ref is not None else torch.zeros_like(logp)
-            (loss + g.beta * aggregate(kl_tok, m, g.loss_aggregation, **counts)).backward()
+            D.backward(loss + g.beta * aggregate(kl_tok, m, g.loss_aggregation, **counts))
+            if it == 0 and rollout.sampler_logprobs is not None:  # sampler vs trainer, before any step
+                r = rollout.response_mask[mb]
+                diff_sum += float(((logp.detach() - rollout.sampler_logprobs[mb]).abs() * r).sum())
+                diff_count += float(r.sum())
             share = float(m.sum() / counts["token_count"])  # weigh per-micro-batch stats by their tokens
             for k, v in {**pstats, "kl": masked_mean(kl_tok, m).item(), "entropy": masked_mean(entropy.cpu(), m).item()}.items():
                 stats[k] = stats.get(k, 0.0) + share * float(v) / g.num_iterations
             stats["policy"] = stats.get("policy", 0.0) + loss.item() / g.num_iterations
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
+        grad_norm = D.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
         optimizer.step()
     scheduler.step()
     model.eval()
-    return {f"loss/{k}": v for k, v in stats.items()} | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
+    stats = D.reduce_dict(stats, "mean")  # each process's share (divided by global / W): their mean is the batch's
+    out = {f"loss/{k}": v for k, v in stats.items()} | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
+    diff = D.reduce_dict({"sum": diff_sum, "count": diff_count}, "sum")  # every process's tokens
+    if diff["count"]:  # mean |log p_trainer - log p_sampler| over response tokens (bf16 copy vs float32 master)
+        out["rollout/logprob_diff"] = diff["sum"] / diff["count"]
+    return out
 
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
     # setup: data and rewards first (fail fast on bad input), then the model
-    reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout)
+    reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
+                                  device=job.model.device, dtype=job.sampling.dtype)  # orm:<folder> loads here
     data = S.load_data(job)
     model, tokenizer = S.build_policy(job)
     ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # rollouts and evals run on a merged copy
     optimizer, scheduler = S.build_optimizer(model, job)
+    model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
     for step in run.steps():
         t_step, timer = time.perf_counter(), {}
-        # 1. rollout and 2. reward (dynamic sampling interleaves them)
-        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(model), tokenizer, data.stream, job, reward_fns, data.shots, timer)
+        # 1. rollout and 2. reward (dynamic sampling interleaves them); each process its share of the prompts
+        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(D.unwrap(model)), tokenizer, data.stream, job, reward_fns, data.shots, timer)
         t_rollout = time.perf_counter() - t_step - timer["reward"]
-        if not rows["texts"]:  # every group had equal rewards even after refills: nothing to learn from
-            run.end_step(step, {"reward/total": rewards.mean().item() if len(rewards) else 0.0, "reward/equal_groups": equal_share})
+        everyone = D.gather(rewards)  # the step's rewards (N,) on every process, in rank order
+        if not len(everyone):  # every group had equal rewards even after refills: nothing to learn from
+            run.end_step(step, {"reward/total": 0.0, "reward/equal_groups": equal_share})
             continue
-        rollout = S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
+        # a process may be left without groups (dynamic sampling) while others have some: it still
+        # takes part in the update, with one empty row that carries no gradient
+        empty = not rows["texts"]
+        rollout = S.empty_rollout(tokenizer.pad_token_id) if empty else S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
         # 3. advantages: relative to the other samples of the prompt, shared by every token of a response
         advantages = ADVANTAGES[job.grpo.advantage](rewards, rows, rollout, job, tokenizer)
+        if empty:
+            advantages = torch.zeros(1)
         # 4. update
         t_update = time.perf_counter()
         metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)
-        # 5. log
-        lengths = rollout.response_mask.sum(-1)
-        metrics |= {f"reward/{k}": v.mean().item() for k, v in per_fn.items()}
+        # 5. log: statistics of the whole step, over every process's rows
+        lengths = D.gather(torch.zeros(0) if empty else rollout.response_mask.sum(-1))
+        truncated = D.gather(torch.zeros(0, dtype=torch.bool) if empty else rollout.truncated)
+        all_fn = {k: D.gather(v) for k, v in per_fn.items()}
+        metrics |= {f"reward/{k}": v.mean().item() for k, v in all_fn.items()}
         metrics |= {
-            "reward/total": rewards.mean().item(), "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "reward/total": everyone.mean().item(), "reward/std": everyone.std().item() if len(everyone) > 1 else 0.0,
             "reward/equal_groups": equal_share, "rollout/response_length": lengths.mean().item(),
-            "rollout/truncated": rollout.truncated.float().mean().item(), "rollout/refills": refills,
-            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout, "timing/reward": timer["reward"],
-            "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step,
+            "rollout/truncated": truncated.float().mean().item(), "rollout/refills": refills, "rollout/tokens": int(lengths.sum()),
         }
-        if "correctness" in per_fn:
-            metrics["reward/accuracy"] = per_fn["correctness"].mean().item()
-        S.log_samples(run_dir, step, rollout, rewards, per_fn, advantages, job.run.log_samples)
+        metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": timer["reward"], "timing/update": time.perf_counter() - t_update,
+                                  "timing/step": time.perf_counter() - t_step}, "max")  # the slowest process sets the pace
+        if "correctness" in all_fn:
+            metrics["reward/accuracy"] = all_fn["correctness"].mean().item()
+        if not empty:
+            S.log_samples(run_dir, step, rollout, rewards, per_fn, advantages, job.run.log_samples)
         run.end_step(step, metrics)
     return run.finish()

@@ -5,7 +5,9 @@
 Each step samples one response for each of `ppo.batch_size` prompts, scores it, and turns the
 outcome into per-token rewards: the (weighted) outcome reward on the last response token and,
 with `kl_coef > 0`, a per-token penalty -kl_coef * (log pi - log pi_ref) on every token
-(Ziegler et al. 2019; Ouyang et al. 2022). GAE (gamma, lambda) over the value function's
+(Ziegler et al. 2019; Ouyang et al. 2022), and with `reward.process` (a rule or a PRM) each
+step's reward x `ppo.process_coef` on the step's last token (process supervision in PPO, as
+Math-Shepherd's step-by-step PPO). GAE (gamma, lambda) over the value function's
 estimates gives per-token advantages and returns; then `epochs` passes of mini-batches optimise
 the clipped policy surrogate plus `vf_coef` x the clipped value loss.
 
@@ -17,6 +19,9 @@ How it departs from the usual RLHF-PPO, on purpose:
 - Losses divide by the rollout's global token count (as in GRPO), so mini-batch splitting does
   not re-weight tokens.
 - Early stop: an epoch loop ends once the approx KL to the rollout policy exceeds `early_stop_kl`.
+- Under W processes (`tinyr1.distributed`) each process rolls out `batch_size / W` prompts and
+  trains on `mini_batch_size / W` rows per mini-batch; advantage whitening, the adaptive KL,
+  early stopping and the logged statistics use the whole batch (sums over every process).
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from pathlib import Path
 
 import torch
 
+from tinyr1 import distributed as D
 from tinyr1.algorithms.advantages import gae, whiten
 from tinyr1.algorithms.logprobs import entropy_from_logits, token_logprobs
 from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
 from tinyr1.config import TrainJob
 from tinyr1.recipes import setup as S
+from tinyr1.recipes.step_rewards import step_rewards_per_token
 from tinyr1.rewards.rules import build_reward_fns
 from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.types import Rollout
@@ -46,6 +53,16 @@ class Critic(torch.nn.Module):
         torch.nn.init.zeros_(self.head.weight)  # start from V = 0: no bias before any return is seen
         torch.nn.init.zeros_(self.head.bias)
 
+    def forward(self, hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Values (n, W) from the policy's last hidden states (n, W, H), or from its own backbone.
+
+        A module call (not `critic.head(...)` from outside) so that a DDP-wrapped critic
+        all-reduces its gradients under several processes.
+        """
+        if self.backbone is not None:
+            hidden = self.backbone(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True).hidden_states[-1]
+        return self.head(hidden.float()).squeeze(-1)
+
 
 def forward(model, critic: Critic, ids, mask, bf16: bool, with_entropy: bool = False):
     """Policy log-probs, values and entropies, all (n, T) and aligned with `ids` (position 0 = 0)."""
@@ -54,11 +71,7 @@ def forward(model, critic: Critic, ids, mask, bf16: bool, with_entropy: bool = F
     device = next(model.parameters()).device
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(input_ids=ids_w.to(device), attention_mask=mask_w.to(device), use_cache=False, output_hidden_states=True)
-        hidden = out.hidden_states[-1]
-        if critic.backbone is not None:
-            hidden = critic.backbone(input_ids=ids_w.to(device), attention_mask=mask_w.to(device),
-                                     use_cache=False, output_hidden_states=True).hidden_states[-1]
-        v = critic.head(hidden.float()).squeeze(-1)
+        v = critic(out.hidden_states[-1], ids_w.to(device), mask_w.to(device))
     logp = torch.zeros(ids.shape, device=device)
     values = torch.zeros(ids.shape, device=device)
     logp[:, 1:width] = token_logprobs(out.logits[:, :-1], ids_w[:, 1:].to(device))
@@ -85,8 +98,13 @@ def take(x: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return x.gather(1, idx) * mask
 
 
-def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.Tensor, job: TrainJob, kl_coef: float):
-    """Step 3: old log-probs and values, per-token rewards, GAE advantages and returns, all (N, L)."""
+def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.Tensor, job: TrainJob, kl_coef: float,
+                    step_rewards: torch.Tensor | None = None):
+    """Step 3: old log-probs and values, per-token rewards, GAE advantages and returns, all (N, L).
+
+    `step_rewards` (N, L): process rewards already on each step's last token (`recipes.step_rewards`),
+    added to the per-token rewards with weight `ppo.process_coef`.
+    """
     p, o = job.ppo, job.optim
     old_logp = torch.zeros(rollout.input_ids.shape)
     old_values = torch.zeros(rollout.input_ids.shape)
@@ -99,18 +117,24 @@ def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.T
     if kl_coef > 0:  # k1 per token: log pi - log pi_ref on the sampled tokens
         kl = take(old_logp - S.reference_logprobs(model, ref_model, rollout, job), idx, mask)
     rewards = -kl_coef * kl
+    if step_rewards is not None:  # process supervision: each step's reward on the step's last token
+        rewards = rewards + p.process_coef * step_rewards * mask
     last = (mask.sum(-1).long() - 1).clamp(min=0)
     rewards[torch.arange(len(last)), last] += outcome  # the outcome reward lands on the last response token
     values = take(old_values, idx, mask)
     advantages, returns = gae(rewards, values, mask, p.gamma, p.lam)
-    if p.whiten_advantages:
-        advantages = whiten(advantages, mask)
+    if p.whiten_advantages:  # over the whole batch: statistics summed over every process
+        advantages = whiten(advantages, mask, reduce=D.all_reduce_sum)
     return dict(idx=idx, mask=mask, logp=take(old_logp, idx, mask), values=values, advantages=advantages,
                 returns=returns, kl=kl)
 
 
 def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job: TrainJob) -> dict[str, float]:
-    """Step 4: `epochs` passes of shuffled mini-batches on the clipped policy and value losses."""
+    """Step 4: `epochs` passes of shuffled mini-batches on the clipped policy and value losses.
+
+    Under W processes each holds `ppo.batch_size / W` rows and takes mini-batches of
+    `ppo.mini_batch_size / W` of them; together they make the global mini-batch.
+    """
     p, o = job.ppo, job.optim
     n = rollout.num_sequences
     params = [*S.trainable_parameters(model), *critic.parameters()]
@@ -119,16 +143,18 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job
     model.train()
     for _ in range(p.epochs):
         epoch_kl, epoch_tokens = 0.0, 0.0
-        for rows in torch.randperm(n).split(p.mini_batch_size):
-            tokens = exp["mask"][rows].sum().clamp(min=1)  # each mini-batch loss is a mean over its tokens
+        for rows in torch.randperm(n).split(p.mini_batch_size // D.world_size()):
+            # each mini-batch loss is a mean over the tokens of the GLOBAL mini-batch, and DDP averages
+            # the W processes' gradients: each process divides by global / W (`distributed.loss_divisor`)
+            tokens = D.loss_divisor(exp["mask"][rows].sum())
             optimizer.zero_grad(set_to_none=True)
-            for mb in rows.split(o.micro_batch_size):
+            for mb in D.sync_last([model, critic], rows.split(o.micro_batch_size)):  # one all-reduce, in the last backward
                 idx, m = exp["idx"][mb], exp["mask"][mb]
                 logp, values, entropy = forward(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, True)
                 logp, values = take(logp, idx, m), take(values, idx, m)
                 pl, ps = policy_loss(logp, exp["logp"][mb], exp["advantages"][mb], m, p.clip, p.clip, "token", token_count=tokens)
                 vl, vs = value_loss(values, exp["values"][mb], exp["returns"][mb], m, p.value_clip, "token", token_count=tokens)
-                (pl + p.vf_coef * vl).backward()
+                D.backward(pl + p.vf_coef * vl)
                 k = float(m.sum())
                 ent = masked_mean(take(entropy.cpu(), idx, m), m).item()
                 for name, v in {**ps, **vs, "entropy": ent}.items():
@@ -137,16 +163,24 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job
                 sums["value"] = sums.get("value", 0.0) + vl.item() * float(tokens)
                 seen += k
                 epoch_kl, epoch_tokens = epoch_kl + ps["approx_kl"] * k, epoch_tokens + k
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))))
+            grad_norms.append(float(D.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))))
             optimizer.step()
         epochs_run += 1
-        if p.early_stop_kl is not None and epoch_kl / max(1.0, epoch_tokens) > p.early_stop_kl:
+        kl = D.reduce_dict({"kl": epoch_kl, "tokens": epoch_tokens}, "sum")  # the whole batch's: every process stops together
+        if p.early_stop_kl is not None and kl["kl"] / max(1.0, kl["tokens"]) > p.early_stop_kl:
             break  # the policy moved too far from the rollout policy: stop reusing this rollout
     scheduler.step()
     model.eval()
+    sums = D.reduce_dict({**sums, "seen": seen}, "sum")  # token-weighted sums over every process
+    seen = sums.pop("seen")
     out = {f"loss/{k}": v / max(1.0, seen) for k, v in sums.items()}
     return out | {"loss/grad_norm": sum(grad_norms) / len(grad_norms), "ppo/epochs_run": epochs_run,
                   "optim/lr": scheduler.get_last_lr()[0]}
+
+
+def batch_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    """`masked_mean` over the whole batch: sums over every process's rows (this process's alone in one)."""
+    return (D.all_reduce_sum((x * mask).sum()) / D.all_reduce_sum(mask.sum()).clamp(min=1)).item()
 
 
 def adapt_kl(coef: float, kl: float, target: float) -> float:
@@ -169,48 +203,55 @@ def build_critic(model, job: TrainJob) -> Critic:
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     """Run PPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
     # setup: data and rewards first (fail fast on bad input), then the model and the critic
-    reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout)
+    reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
+                                  device=job.model.device, dtype=job.sampling.dtype)  # orm:<folder> loads here
     data = S.load_data(job)
     model, tokenizer = S.build_policy(job)
     critic = build_critic(model, job)
     ref_model = S.frozen_copy(model) if job.ppo.kl_coef > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)
     optimizer, scheduler = S.build_optimizer(model, job, extra_params=list(critic.parameters()))
+    model, critic, optimizer = D.prepare(model, critic, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
     kl_coef = run.extra.get("kl_coef", job.ppo.kl_coef)
     if "critic" in run.extra:
-        critic.load_state_dict(run.extra["critic"])
+        D.unwrap(critic).load_state_dict(run.extra["critic"])
     for step in run.steps():
         t_step, timer = time.perf_counter(), {}
-        # 1. rollout: one response per prompt
-        problems = data.stream.take(job.ppo.batch_size)
-        rows = S.generate_rows(sampler.refresh(model), tokenizer, problems, job, data.shots, 1, job.ppo.temperature)
+        # 1. rollout: one response per prompt, each process its ppo.batch_size / W prompts
+        problems = S.take_share(data.stream, job.ppo.batch_size // D.world_size())
+        rows = S.generate_rows(sampler.refresh(D.unwrap(model)), tokenizer, problems, job, data.shots, 1, job.ppo.temperature)
         rollout = S.rollout_from_rows(rows, 1, tokenizer.pad_token_id)
         t_rollout = time.perf_counter() - t_step
         # 2. reward: the outcome of each response
         outcome, per_fn = S.score(rows, reward_fns, timer)
-        # 3. advantages: per-token rewards (outcome at the end, KL penalty per token) through GAE
-        exp = make_experience(model, critic, ref_model, rollout, outcome, job, kl_coef)
+        steps = step_rewards_per_token(rows, job, tokenizer) if job.reward.process != "none" else None  # (N, L)
+        # 3. advantages: per-token rewards (outcome at the end, step rewards at step ends, KL per token) through GAE
+        exp = make_experience(model, critic, ref_model, rollout, outcome, job, kl_coef, steps)
+        if steps is not None:
+            per_fn["process"] = steps.sum(-1)  # logged as reward/process: each response's summed step rewards
         # 4. update
         t_update = time.perf_counter()
         metrics = update(model, critic, optimizer, scheduler, rollout, exp, job)
-        mean_kl = masked_mean(exp["kl"], exp["mask"]).item()
+        lengths = D.gather(exp["mask"].sum(-1))  # statistics from here on are the whole batch's, every process's rows
+        mean_kl = batch_mean(exp["kl"], exp["mask"])
         if job.ppo.adaptive_kl and kl_coef > 0:
-            kl_coef = adapt_kl(kl_coef, mean_kl * exp["mask"].sum(-1).mean().item(), job.ppo.target_kl)
+            kl_coef = adapt_kl(kl_coef, mean_kl * lengths.mean().item(), job.ppo.target_kl)
         # 5. log
-        lengths = exp["mask"].sum(-1)
-        metrics |= {f"reward/{k}": v.mean().item() for k, v in per_fn.items()}
+        all_fn = {k: D.gather(v) for k, v in per_fn.items()}
+        metrics |= {f"reward/{k}": v.mean().item() for k, v in all_fn.items()}
         metrics |= {
-            "reward/total": outcome.mean().item(), "loss/kl": mean_kl, "ppo/kl_coef": kl_coef,
-            "value/mean": masked_mean(exp["values"], exp["mask"]).item(),
-            "rollout/response_length": lengths.mean().item(), "rollout/truncated": rollout.truncated.float().mean().item(),
-            "rollout/tokens": int(lengths.sum()), "timing/rollout": t_rollout, "timing/reward": timer["reward"],
-            "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step,
+            "reward/total": D.gather(outcome).mean().item(), "loss/kl": mean_kl, "ppo/kl_coef": kl_coef,
+            "value/mean": batch_mean(exp["values"], exp["mask"]), "rollout/response_length": lengths.mean().item(),
+            "rollout/truncated": D.gather(rollout.truncated).float().mean().item(), "rollout/tokens": int(lengths.sum()),
         }
-        if "correctness" in per_fn:
-            metrics["reward/accuracy"] = per_fn["correctness"].mean().item()
+        metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": timer["reward"], "timing/update": time.perf_counter() - t_update,
+                                  "timing/step": time.perf_counter() - t_step}, "max")  # the slowest process sets the pace
+        if "correctness" in all_fn:
+            metrics["reward/accuracy"] = all_fn["correctness"].mean().item()
         S.log_samples(run_dir, step, rollout, outcome, per_fn, exp["advantages"][:, 0], job.run.log_samples)
-        run.end_step(step, metrics, extra={"critic": critic.state_dict(), "kl_coef": kl_coef})
+        run.end_step(step, metrics, extra={"critic": D.unwrap(critic).state_dict(), "kl_coef": kl_coef})
     summary = run.finish()
-    torch.save(critic.state_dict(), run_dir / "final" / "critic.pt")
+    if D.is_main():
+        torch.save(D.unwrap(critic).state_dict(), run_dir / "final" / "critic.pt")
     return summary

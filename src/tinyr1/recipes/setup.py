@@ -11,6 +11,9 @@ Run folder layout (`runs/<name>/`):
     final/                 the trained model or adapter (what `tinyr1 eval --model runs/<name>` loads)
     plots/*.png            reward, held-out accuracy, response length, KL against step
     summary.json           eval_before, eval_after, wall time
+
+Under several processes (`tinyr1.distributed`) only rank 0 writes this folder; every process
+takes its share of each step's problems (`take_share`) and loads checkpoints on resume.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 import yaml
 
+from tinyr1 import distributed as D
 from tinyr1.config import TrainJob, load_config, to_dict
 from tinyr1.errors import UserError
 from tinyr1.types import Problem, Rollout
@@ -42,8 +46,10 @@ def build_policy(job: TrainJob):
     """
     from tinyr1.models.load import load_model
 
-    # an adapter (e.g. a previous SFT run) is merged into its base, so new adapters train on top
-    model, tokenizer = load_model(dataclasses.replace(job.model, dtype="float32"), merge_adapter=True)
+    # an adapter (e.g. a previous SFT run) is merged into its base, so new adapters train on top;
+    # rank 0 loads first, so a model converted or downloaded once is cached before the others look
+    with D.main_first():
+        model, tokenizer = load_model(dataclasses.replace(job.model, dtype="float32"), merge_adapter=True)
     if job.lora.rank > 0:
         from peft import LoraConfig, get_peft_model
 
@@ -56,6 +62,8 @@ def build_policy(job: TrainJob):
             model = get_peft_model(model, peft_cfg)
         except ValueError as e:
             raise UserError(f"config key 'lora.target_modules': {e}") from None
+        if job.optim.bf16:
+            frozen_base_to_bf16(model)
     else:
         model.requires_grad_(True)
     if job.optim.gradient_checkpointing:
@@ -64,6 +72,43 @@ def build_policy(job: TrainJob):
             model.enable_input_require_grads()
     model.config.use_cache = True
     return model, tokenizer
+
+
+def frozen_base_to_bf16(model) -> int:
+    """Store the frozen base weights under LoRA adapters in bfloat16, once; returns how many.
+
+    Under bf16 autocast these weights are cast to bfloat16 anyway, but autocast does not cache
+    casts of frozen weights: it recasts all of them in every forward of every micro-batch (~10%
+    of an update step on the 135M model). The casts it would make are exactly these, so the
+    results are identical, and the base takes half the memory. Outside autocast, hooks run these
+    layers in bfloat16 and return the input's dtype, so every forward still works. The adapters,
+    norms and embeddings stay float32.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            base = module.get_base_layer()
+            if isinstance(base, torch.nn.Linear) and base.weight.dtype == torch.float32:
+                base.to(torch.bfloat16)
+                base.register_forward_pre_hook(_cast_in)
+                base.register_forward_hook(_cast_out)
+                count += 1
+    return count
+
+
+def _cast_in(module, args):
+    x = args[0]
+    if torch.is_autocast_enabled(x.device.type) or x.dtype == module.weight.dtype:
+        return None  # autocast makes exactly this cast itself
+    module._input_dtype = x.dtype
+    return (x.to(module.weight.dtype), *args[1:])
+
+
+def _cast_out(module, args, out):
+    dtype = module.__dict__.pop("_input_dtype", None)
+    return out.to(dtype) if dtype is not None else None
 
 
 def trainable_parameters(model) -> list[torch.nn.Parameter]:
@@ -124,6 +169,19 @@ class ProblemStream:
         self._order = self._shuffled(self.epoch)
 
 
+def take_share(stream: ProblemStream, k: int) -> list[Problem]:
+    """This process's `k` problems of the step (see `tinyr1.distributed`).
+
+    Every process takes the step's problems of ALL processes from the stream, so every stream
+    stays at the same position, and keeps its contiguous slice in rank order: rank 0 the first
+    `k_0`, rank 1 the next `k_1`, ... In one process this is `stream.take(k)`.
+    """
+    counts = D.gather_objects(k)
+    problems = stream.take(sum(counts))
+    start = sum(counts[: D.rank()])
+    return problems[start : start + k]
+
+
 # ----------------------------------------------------------------------------- rollout and reward
 
 
@@ -136,10 +194,13 @@ def generate_rows(model, tokenizer, problems: list[Problem], job: TrainJob, shot
     params = SamplingParams(job.sampling.max_new_tokens, temperature, job.sampling.top_p, n, job.sampling.batch_size)
     model.eval()
     out = sample(model, tokenizer, prompts, params)
-    return dict(
+    rows = dict(
         prompt_ids=[out.prompt_ids[i // n] for i in range(len(out.texts))], response_ids=out.response_ids,
         finished=out.finished, texts=out.texts, problems=[problems[i // n] for i in range(len(out.texts))],
     )
+    if out.logprobs is not None:
+        rows["sampler_logprobs"] = out.logprobs
+    return rows
 
 
 def score(rows: dict[str, list], reward_fns, timer: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -152,20 +213,35 @@ def score(rows: dict[str, list], reward_fns, timer: dict[str, float]) -> tuple[t
 
 
 def rollout_from_rows(rows: dict[str, list], group_size: int, pad_id: int) -> Rollout:
-    return build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"], rows["texts"], group_size, pad_id)
+    rollout = build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"], rows["texts"],
+                            group_size, pad_id)
+    if "sampler_logprobs" in rows:  # the engine's log-probs, placed on the response positions
+        rollout.sampler_logprobs = torch.zeros(rollout.input_ids.shape)
+        for i, (p, lp) in enumerate(zip(rows["prompt_ids"], rows["sampler_logprobs"])):
+            rollout.sampler_logprobs[i, len(p) : len(p) + len(lp)] = torch.tensor(lp, dtype=torch.float32)
+    return rollout
+
+
+def empty_rollout(pad_id: int) -> Rollout:
+    """One row of a single pad token and no response token (loss and gradient 0): what a process
+    left without groups trains on, so that it still joins the step's gradient all-reduce."""
+    return build_rollout([[pad_id]], [[]], [True], [], [""], 1, pad_id)
 
 
 def reference_logprobs(model, ref_model, rollout: Rollout, job: TrainJob) -> torch.Tensor:
     """Log-probs (N, T) of the reference policy: the adapters switched off, or the frozen copy."""
     out = torch.zeros(rollout.input_ids.shape)
     lengths = rollout.attention_mask.sum(-1)
+    model = D.unwrap(model)  # no gradient here: the plain model, whose adapters can be switched off
     with torch.no_grad():
         for mb in micro_batches(rollout.num_sequences, job.optim.micro_batch_size, lengths):
             if ref_model is None:
                 with model.disable_adapter():
-                    lp, _ = sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
+                    lp, _ = sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16,
+                                              start=response_start(rollout.response_mask[mb]))
             else:
-                lp, _ = sequence_logprobs(ref_model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16)
+                lp, _ = sequence_logprobs(ref_model, rollout.input_ids[mb], rollout.attention_mask[mb], job.optim.bf16,
+                                          start=response_start(rollout.response_mask[mb]))
             out[mb] = lp.cpu()
     return out
 
@@ -191,28 +267,82 @@ def build_rollout(prompt_ids: list[list[int]], response_ids: list[list[int]], fi
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, bf16: bool = False,
-                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs (N, T) aligned with `input_ids` (position 0 gets 0), and entropies.
+                      with_entropy: bool = False, start: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (N, T) aligned with `input_ids`, and entropies (N, T) or None.
 
-    The forward runs only up to the last real token of the micro-batch (no compute on a padded
-    tail), under bfloat16 autocast when `bf16`; log-probs are computed in float32.
+    Only positions `start..` are computed (the others are 0): pass the first response position
+    of the micro-batch and the 49k-vocabulary head and log-softmax never run over the prompts.
+    The forward runs only up to the last real token (no compute on a padded tail), under
+    bfloat16 autocast when `bf16`; log-probs are computed in float32.
     """
-    from tinyr1.algorithms.logprobs import entropy_from_logits, token_logprobs
+    from tinyr1.algorithms.logprobs import token_logprobs, token_logprobs_and_entropy
 
     width = int(attention_mask.sum(-1).max())
+    start = max(1, min(start, width - 1))
     ids, mask = input_ids[:, :width], attention_mask[:, :width]
     device = next(model.parameters()).device
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
-    logp = token_logprobs(logits[:, :-1], ids[:, 1:].to(device))
+        # logits for positions start-1 .. width-1: they predict tokens start .. width-1 (the last is unused)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                       logits_to_keep=width - start + 1).logits
     out = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
-    out[:, 1:width] = logp
     entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
-            entropy[:, 1:width] = entropy_from_logits(logits[:, :-1].detach())
+    if with_entropy:  # one pass over the logits for both
+        out[:, start:width], ent = token_logprobs_and_entropy(logits[:, :-1], ids[:, start:].to(device))
+        entropy = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
+        entropy[:, start:width] = ent
+    else:
+        out[:, start:width] = token_logprobs(logits[:, :-1], ids[:, start:].to(device))
     return out, entropy
+
+
+def packed_sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, bf16: bool = False,
+                             with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`sequence_logprobs` without padding: the micro-batch's sequences packed into rows as long
+    as the longest (first-fit), one forward, results scattered back to the (N, T) layout.
+
+    transformers keeps packed sequences apart when given position ids that restart at 0 and no
+    attention mask (block-diagonal causal attention); `sft.check_packing` verifies a model does.
+    Position 0 of every sequence gets 0, as in `sequence_logprobs`.
+    """
+    from tinyr1.algorithms.logprobs import token_logprobs, token_logprobs_and_entropy
+    from tinyr1.recipes.sft import first_fit_decreasing
+
+    lengths = attention_mask.sum(-1).tolist()
+    width = max(lengths)
+    rows = first_fit_decreasing(lengths, width)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    positions = torch.zeros_like(ids)
+    place = []  # (sequence, packed row, offset)
+    for k, row in enumerate(rows):
+        col = 0
+        for i in row:
+            ids[k, col : col + lengths[i]] = input_ids[i, : lengths[i]]
+            positions[k, col : col + lengths[i]] = torch.arange(lengths[i])
+            place.append((i, k, col))
+            col += lengths[i]
+        positions[k, col:] = torch.arange(width - col)  # the tail is a segment of its own
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids, position_ids=positions.to(device), use_cache=False).logits
+    if with_entropy:
+        lp, ent = token_logprobs_and_entropy(logits[:, :-1], ids[:, 1:])
+    else:
+        lp, ent = token_logprobs(logits[:, :-1], ids[:, 1:]), None
+    out = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
+    entropy = torch.zeros(input_ids.shape, dtype=torch.float32, device=device) if with_entropy else None
+    for i, k, col in place:  # lp[k, j] is the log-prob of packed token j + 1
+        out[i, 1 : lengths[i]] = lp[k, col : col + lengths[i] - 1]
+        if with_entropy:
+            entropy[i, 1 : lengths[i]] = ent[k, col : col + lengths[i] - 1]
+    return out, entropy
+
+
+def response_start(response_mask: torch.Tensor) -> int:
+    """The first position holding a response token in any row of (N, T) `response_mask` (1 if none)."""
+    has = response_mask.sum(-1) > 0
+    return int(response_mask[has].argmax(-1).min()) if has.any() else 1
 
 
 def micro_batches(n: int, size: int, lengths: torch.Tensor) -> list[torch.Tensor]:
@@ -247,29 +377,43 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, stream: ProblemStream,
                     elapsed: float, keep: int = 2, extra: dict[str, Any] | None = None) -> Path:
-    """Model/adapter + tokenizer (save_pretrained) and everything needed to continue exactly."""
+    """Model/adapter + tokenizer (save_pretrained) and everything needed to continue exactly.
+
+    Called on every process: their RNG states are gathered (`rng_ranks`, several processes only)
+    and rank 0 writes; the others wait until the checkpoint is complete.
+    """
     path = run_dir / f"checkpoint-{step}"
-    tmp = run_dir / f".checkpoint-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    state = dict(
-        step=step, elapsed=elapsed, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-        stream=stream.state_dict(), rng_torch=torch.get_rng_state(), rng_python=random.getstate(),
-        rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, extra=extra or {},
-    )
-    torch.save(state, tmp / "trainer_state.pt")
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)  # a crash mid-save never leaves a half checkpoint that resume would pick
-    for old in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    rng = dict(torch=torch.get_rng_state(), python=random.getstate(),
+               cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    rng_ranks = D.gather_objects(rng)
+    if D.is_main():
+        tmp = run_dir / f".checkpoint-{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        D.unwrap(model).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        state = dict(
+            step=step, elapsed=elapsed, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            stream=stream.state_dict(), rng_torch=rng["torch"], rng_python=rng["python"], rng_cuda=rng["cuda"],
+            extra=extra or {}, **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
+        )
+        torch.save(state, tmp / "trainer_state.pt")
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)  # a crash mid-save never leaves a half checkpoint that resume would pick
+        for old in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    D.barrier()
     return path
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStream) -> tuple[int, float, dict[str, Any]]:
-    """Restore weights, optimizer, schedule, data position and RNG; returns (step, elapsed, extra)."""
+    """Restore weights, optimizer, schedule, data position and RNG; returns (step, elapsed, extra).
+
+    Every process loads the same file; each takes back its own RNG state when the checkpoint was
+    saved by as many processes (otherwise rank r > 0 reseeds from the step and r).
+    """
     from safetensors.torch import load_file
 
+    model = D.unwrap(model)
     weights = path / ("adapter_model.safetensors" if (path / "adapter_config.json").is_file() else "model.safetensors")
     if hasattr(model, "peft_config"):
         from peft import set_peft_model_state_dict
@@ -281,10 +425,18 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStre
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     stream.load_state_dict(state["stream"])
-    torch.set_rng_state(state["rng_torch"])
-    random.setstate(state["rng_python"])
-    if state["rng_cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    rng = dict(torch=state["rng_torch"], python=state["rng_python"], cuda=state["rng_cuda"])
+    if len(state.get("rng_ranks", [rng])) == D.world_size():
+        rng = state.get("rng_ranks", [rng])[D.rank()]
+    elif D.rank() > 0:  # resumed on another number of processes: fresh, distinct noise per rank
+        torch.manual_seed(state["step"] * 1009 + D.rank())
+        random.seed(state["step"] * 1009 + D.rank())
+        rng = None
+    if rng is not None:
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
     return state["step"], state["elapsed"], state.get("extra", {})
 
 
@@ -292,12 +444,24 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, stream: ProblemStre
 
 
 def heldout_eval(model, tokenizer, problems: list[Problem], job: TrainJob, shots: list[Problem] = ()) -> dict[str, float]:
-    """Greedy accuracy on held-out problems as `eval/` metrics (model left in eval mode)."""
-    from tinyr1.evaluate import evaluate
+    """Greedy accuracy on held-out problems as `eval/` metrics (model left in eval mode).
+
+    With several processes each one evaluates its contiguous slice (`distributed.shard`) and the
+    per-problem rows are gathered: every process returns the metrics of all the problems.
+    """
+    from tinyr1.evaluate import evaluate, greedy_summary
 
     model.eval()
-    result = evaluate(model, tokenizer, problems, job.prompt, job.sampling, job.grading, shots=shots, progress=job.run.progress)
-    s = result.summary
+    share = D.shard(problems)
+    if share:
+        result = evaluate(model, tokenizer, share, job.prompt, job.sampling, job.grading, shots=shots,
+                          progress=job.run.progress and D.is_main())
+        s, rows = result.summary, result.rows
+    else:  # fewer problems than processes: this one has none
+        s, rows = greedy_summary([]) | {"seconds": 0.0}, []
+    if D.world_size() > 1:
+        seconds = D.all_reduce_max(float(s["seconds"]))
+        s = greedy_summary([row for part in D.gather_objects(rows) for row in part]) | {"seconds": seconds}
     lo, hi = s["accuracy_ci95"]
     return {
         "eval/accuracy": s["accuracy"], "eval/accuracy_ci_low": lo, "eval/accuracy_ci_high": hi, "eval/n": s["n"],
@@ -326,10 +490,10 @@ def frozen_copy(model):
 
 
 def save_final(run_dir: Path, model, tokenizer) -> Path:
-    """The trained model (or adapter) in save_pretrained format under `final/`."""
+    """The trained model (or adapter) in save_pretrained format under `final/` (call on rank 0 only)."""
     tmp = run_dir / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    D.unwrap(model).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(run_dir / "final", ignore_errors=True)
     tmp.rename(run_dir / "final")
@@ -357,9 +521,11 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def log_samples(run_dir: Path, step: int, rollout: Rollout, rewards, per_fn, advantages, k: int) -> None:
-    """Append the first `k` completions of the step, with their rewards, to samples.jsonl."""
+    """Append the first `k` completions of the step, with their rewards, to samples.jsonl (rank 0's)."""
     from tinyr1.io import append_jsonl
 
+    if not D.is_main():
+        return
     for i in range(min(k, rollout.num_sequences)):
         append_jsonl(run_dir / "samples.jsonl", {
             "step": step, "id": rollout.problems[i].id, "question": rollout.problems[i].question,
@@ -383,16 +549,16 @@ def dry_run_job(job: TrainJob, tmp: Path) -> TrainJob:
 
     tokenizer = load_tokenizer(ModelConfig(name="smollm2-135m-instruct"))
     model_dir = build_tiny_llama(tokenizer, tmp / "tiny-model")
-    g = job.grpo.group_size
+    g, w = job.grpo.group_size, D.world_size()  # w: the shrunk batches still split over the processes
     return dataclasses.replace(
         job,
         model=dataclasses.replace(job.model, name=str(model_dir), device="cpu"),
         sampling=dataclasses.replace(job.sampling, max_new_tokens=min(16, job.sampling.max_new_tokens)),
         run=dataclasses.replace(job.run, name="dry-run", output_dir=str(tmp), steps=1, eval_size=min(4, job.run.eval_size),
                                 save_every=0, progress=False),
-        grpo=dataclasses.replace(job.grpo, batch_size=2 * g),
-        ppo=dataclasses.replace(job.ppo, batch_size=2, mini_batch_size=2),
-        sft=dataclasses.replace(job.sft, batch_size=min(4, job.sft.batch_size)),
+        grpo=dataclasses.replace(job.grpo, batch_size=2 * g * w),
+        ppo=dataclasses.replace(job.ppo, batch_size=2 * w, mini_batch_size=2 * w),
+        sft=dataclasses.replace(job.sft, batch_size=min(4, job.sft.batch_size) * w),
     )
 
 
@@ -428,6 +594,9 @@ class Run:
             ...                      # 1. rollout  2. reward  3. advantages  4. update
             run.end_step(step, metrics)   # 5. log (+ eval every K, checkpoint every K)
         return run.finish()
+
+    Under several processes every process makes the same calls with the same (reduced) metrics;
+    only rank 0 writes files and shows the progress bar (see `tinyr1.distributed`).
     """
 
     def __init__(self, job: TrainJob, run_dir: Path, resume: bool, model, tokenizer, optimizer, scheduler,
@@ -443,24 +612,29 @@ class Run:
             if ckpt is None:
                 raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
             self.start, elapsed, self.extra = load_checkpoint(ckpt, model, optimizer, scheduler, data.stream)
-            truncate_logs(run_dir, self.start)
             self.summary = read_summary(run_dir)
-        self.logger = MetricsLogger(run_dir, tensorboard=job.run.tensorboard, elapsed_offset=elapsed)
+            if D.is_main():
+                truncate_logs(run_dir, self.start)
+        else:
+            D.seed_per_rank(job.run.seed)  # several processes: each samples with its own noise
+        self.logger = MetricsLogger(run_dir, enabled=D.is_main(), tensorboard=job.run.tensorboard, elapsed_offset=elapsed)
         self.t0 = time.perf_counter() - elapsed
         if not resume:
             before = self.evaluate()
             self.logger.log(before, step=0)
             self.summary = {"eval_before": eval_record(before)}
-            write_json_atomic(run_dir / "summary.json", self.summary)
+            if D.is_main():
+                write_json_atomic(run_dir / "summary.json", self.summary)
 
     def evaluate(self) -> dict[str, float]:
-        return heldout_eval(self.sampler.refresh(self.model), self.tokenizer, self.data.heldout, self.job, self.data.shots)
+        return heldout_eval(self.sampler.refresh(D.unwrap(self.model)), self.tokenizer, self.data.heldout, self.job, self.data.shots)
 
     def steps(self):
         """Step numbers still to run, with a progress bar showing reward and accuracy."""
         from tinyr1.tracking import Progress
 
-        self.progress = Progress(self.job.run.steps, initial=self.start, desc=self.job.algorithm, enabled=self.job.run.progress)
+        self.progress = Progress(self.job.run.steps, initial=self.start, desc=self.job.algorithm,
+                                 enabled=self.job.run.progress and D.is_main())
         return range(self.start + 1, self.job.run.steps + 1)
 
     def end_step(self, step: int, metrics: dict[str, float], extra: dict[str, Any] | None = None) -> None:
@@ -484,11 +658,13 @@ class Run:
         self.progress.close()
         after = self.evaluate()
         self.logger.log(after, step=self.job.run.steps)
-        save_final(self.run_dir, self.model, self.tokenizer)
         j = self.job
         self.summary |= {"eval_after": eval_record(after), "steps": j.run.steps, "wall_time_s": round(time.perf_counter() - self.t0, 1),
                          "model": j.model.name, "data": j.data.source, "algorithm": j.algorithm}
-        write_json_atomic(self.run_dir / "summary.json", self.summary)
-        plot_run(self.run_dir)
+        if D.is_main():
+            save_final(self.run_dir, self.model, self.tokenizer)
+            write_json_atomic(self.run_dir / "summary.json", self.summary)
+            plot_run(self.run_dir)
         self.logger.close()
+        D.barrier()  # every process returns once final/ and summary.json exist
         return self.summary

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from tinyr1 import distributed as D
 from tinyr1.algorithms.losses import aggregate
 from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
@@ -154,16 +155,18 @@ def backward(model, batches: list[MicroBatch], bf16: bool = False) -> float:
     """Accumulate the gradient of the mean NLL over every response token of `batches`; returns that loss.
 
     Each micro-batch divides by the global token count, so the sum is exactly the full-batch loss.
+    Under W processes that count is every process's tokens, divided by W because DDP averages the
+    W gradients (`distributed.loss_divisor`); the returned loss is then this process's share x W.
     """
-    token_count = sum(mb.loss_mask.sum() for mb in batches).clamp(min=1)
+    token_count = D.loss_divisor(sum(mb.loss_mask.sum() for mb in batches))
     total = 0.0
-    for mb in batches:
+    for mb in D.sync_last(model, batches):  # gradients all-reduced once, in the last micro-batch's backward
         if mb.packed:
             logp = packed_logprobs(model, mb.input_ids, mb.position_ids, bf16)
         else:
             logp = S.sequence_logprobs(model, mb.input_ids, mb.attention_mask, bf16)[0]
         loss = aggregate(-logp.cpu(), mb.loss_mask, "token", token_count=token_count)
-        loss.backward()
+        D.backward(loss)
         total += loss.item()
     return total
 
@@ -174,11 +177,11 @@ def update(model, optimizer, scheduler, batches: list[MicroBatch], job: TrainJob
     optimizer.zero_grad(set_to_none=True)
     model.train()
     total = backward(model, batches, o.bf16)
-    grad_norm = torch.nn.utils.clip_grad_norm_(S.trainable_parameters(model), o.grad_clip if o.grad_clip > 0 else float("inf"))
+    grad_norm = D.clip_grad_norm_(S.trainable_parameters(model), o.grad_clip if o.grad_clip > 0 else float("inf"))
     optimizer.step()
     scheduler.step()
     model.eval()
-    return {"loss/sft": total, "loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
+    return D.reduce_dict({"loss/sft": total}, "mean") | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
 
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
@@ -190,21 +193,26 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
         check_packing(model)
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # evals run on a merged copy
     optimizer, scheduler = S.build_optimizer(model, job)
+    model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
     for step in run.steps():
         t_step = time.perf_counter()
-        # 1. examples: prompt + reference response + EOS, tokenized and cut to sft.max_length
-        prompt_ids, response_ids, cut = tokenize_examples(data.stream.take(job.sft.batch_size), job, tokenizer, data.shots)
+        # 1. examples: prompt + reference response + EOS, tokenized and cut to sft.max_length;
+        #    under W processes each takes its sft.batch_size / W of the step's problems
+        problems = S.take_share(data.stream, job.sft.batch_size // D.world_size())
+        prompt_ids, response_ids, cut = tokenize_examples(problems, job, tokenizer, data.shots)
         # 2. layout: padded or packed rows, in micro-batches
         batches = micro_batches(prompt_ids, response_ids, job, tokenizer.pad_token_id)
         # 3. update
         metrics = update(model, optimizer, scheduler, batches, job)
-        # 4. log
-        computed = sum(mb.input_ids.numel() for mb in batches)
+        # 4. log: sums over every process's examples
+        n = D.reduce_dict({"tokens": float(sum(mb.loss_mask.sum() for mb in batches)), "response": sum(map(len, response_ids)),
+                           "examples": len(response_ids), "real": sum(int(mb.attention_mask.sum()) for mb in batches),
+                           "computed": sum(mb.input_ids.numel() for mb in batches), "cut": cut}, "sum")
         metrics |= {
-            "train/tokens": int(sum(mb.loss_mask.sum() for mb in batches)), "train/response_length": sum(map(len, response_ids)) / len(response_ids),
-            "train/padding": 1 - sum(int(mb.attention_mask.sum()) for mb in batches) / computed, "train/cut": cut / len(response_ids),
-            "timing/step": time.perf_counter() - t_step,
+            "train/tokens": int(n["tokens"]), "train/response_length": n["response"] / n["examples"],
+            "train/padding": 1 - n["real"] / n["computed"], "train/cut": n["cut"] / n["examples"],
+            "timing/step": D.all_reduce_max(time.perf_counter() - t_step),
         }
         run.end_step(step, metrics)
     return run.finish()

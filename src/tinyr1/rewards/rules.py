@@ -57,10 +57,20 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
 }
 
 
-def build_reward_fns(weights: dict[str, float], style: str, fallback: bool = True, timeout: float = 5.0) -> dict[str, tuple[RewardFn, float]]:
-    """Bind each named reward function to the answer style; returns `{name: (fn, weight)}`."""
+def build_reward_fns(weights: dict[str, float], style: str, fallback: bool = True, timeout: float = 5.0,
+                     device: str = "auto", dtype: str = "float32") -> dict[str, tuple[RewardFn, float]]:
+    """Bind each named reward function to the answer style; returns `{name: (fn, weight)}`.
+
+    A name `orm:<folder>` loads that outcome reward model (`rewards.orm`) on `device` in `dtype`.
+    """
     fns = {}
     for name, weight in weights.items():
+        if name.startswith("orm:"):
+            from tinyr1.rewards.orm import OutcomeRewardModel
+
+            orm = OutcomeRewardModel(name[len("orm:") :], device=device, dtype=dtype, key=f"reward.weights.{name}")
+            fns[name] = (orm, float(weight))
+            continue
         if name not in REWARDS:
             raise UserError(f"config key 'reward.weights.{name}': unknown reward function; known: {', '.join(REWARDS)}")
         fns[name] = (partial(REWARDS[name], style=style, fallback=fallback, timeout=timeout), float(weight))

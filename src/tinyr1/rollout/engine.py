@@ -145,8 +145,10 @@ def preallocated_cache(capacity: int):
 
 
 @torch.no_grad()
-def fast_generate(model, tokenizer, prompt_ids: list[list[int]], params, stops: list[int]) -> list[list[int]]:
-    """Decode `params.n` responses per prompt; returns them grouped by prompt (raw, uncut)."""
+def fast_generate(model, tokenizer, prompt_ids: list[list[int]], params, stops: list[int]):
+    """Decode `params.n` responses per prompt; returns them grouped by prompt (raw, uncut), and
+    each token's log-probability under the sampling model at temperature 1 (what the update
+    recomputes: their difference is the sampler/trainer mismatch reported in metrics)."""
     _register_attention()
     previous = model.config._attn_implementation
     model.set_attn_implementation(ATTENTION)
@@ -181,13 +183,16 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
     # still generating (finished rows ride along until the next compaction, their tokens ignored)
     total = len(prompt_ids) * n
     responses: list[list[int]] = [[] for _ in range(total)]
+    logprobs: list[list[float]] = [[] for _ in range(total)]
     rows = torch.arange(total, device=device)
     live = torch.ones(total, dtype=torch.bool, device=device)
     stop_ids = torch.tensor(stops, device=device)
     for step in range(params.max_new_tokens):
         tokens = sample_next(logits, params.temperature, params.top_p)
-        for r, t in zip(rows[live].tolist(), tokens[live].tolist()):
+        lp = logits.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        for r, t, x in zip(rows[live].tolist(), tokens[live].tolist(), lp[live].tolist()):
             responses[r].append(t)
+            logprobs[r].append(x)
         live &= ~torch.isin(tokens, stop_ids)
         n_live = int(live.sum())
         if step == params.max_new_tokens - 1 or n_live == 0:
@@ -201,4 +206,4 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
                     past_key_values=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1].float()
         next_pos = next_pos + 1
-    return responses
+    return responses, logprobs

@@ -5,8 +5,9 @@ grouped contiguously (rows `[i*n, (i+1)*n)` answer prompt `i`), each cut after i
 end-of-turn token. Engines are chosen in one place (`ENGINES`); the reference engine is
 transformers' `generate` (left-padded batches, KV cache, temperature / top-p).
 
-A faster engine only has to honour the same contract: same `SamplingParams` in, same `Samples`
-out, greedy outputs identical to `generate` in float32.
+An engine takes (model, tokenizer, prompt_ids, params, stop_ids) and returns `n` raw token lists
+per prompt plus, if it has them, the sampled tokens' log-probs (else None). A faster engine only
+has to honour that contract, with greedy outputs identical to `generate` in float32.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Samples:
     texts: list[str]  # N decoded responses, special tokens removed
     finished: list[bool]  # N: True if the response ended with an end-of-turn token, False if cut at max_new_tokens
     n: int  # samples per prompt
+    logprobs: list[list[float]] | None = None  # N lists aligned with response_ids: log p(token) at temperature 1 (fast engine)
 
     @property
     def num_tokens(self) -> int:
@@ -86,7 +88,7 @@ def _hf_generate(model, tokenizer, prompt_ids: list[list[int]], params: Sampling
         eos_token_id=stops,
         pad_token_id=pad,
     )
-    return out[:, width:].tolist()
+    return out[:, width:].tolist(), None
 
 
 def _fast_generate(model, tokenizer, prompt_ids, params, stops):
@@ -116,11 +118,14 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine:
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, total=math.ceil(len(prompt_ids) / per_chunk), desc="sampling", unit="batch", leave=False)
-    responses, finished = [], []
+    responses, finished, logprobs = [], [], []
     for start in chunks:
-        for raw in generate(model, tokenizer, prompt_ids[start : start + per_chunk], params, stops):
+        raws, lps = generate(model, tokenizer, prompt_ids[start : start + per_chunk], params, stops)
+        for k, raw in enumerate(raws):
             tokens, done = cut_at_stop(raw, stop_set)
             responses.append(tokens)
             finished.append(done)
+            logprobs.append(lps[k][: len(tokens)] if lps is not None else None)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-    return Samples(prompt_ids=prompt_ids, response_ids=responses, texts=texts, finished=finished, n=params.n)
+    return Samples(prompt_ids=prompt_ids, response_ids=responses, texts=texts, finished=finished, n=params.n,
+                   logprobs=logprobs if all(lp is not None for lp in logprobs) else None)

@@ -1,0 +1,212 @@
+"""Training scenarios that run unchanged on one process (inside pytest) and on two (under torchrun).
+
+    torchrun --standalone --nproc_per_node 2 tests/distributed/scenarios.py MODEL_DIR PROBLEMS.jsonl OUT_DIR
+
+Under torchrun, `main` runs every scenario on 2 gloo processes and rank 0 saves their results to
+OUT_DIR/results.pt; each rank also lists the files it wrote under OUT_DIR/runs (an audit hook),
+in OUT_DIR/writes-rank<r>.json. The tests in test_two_processes.py run the same functions in
+the pytest process (1 process) and compare.
+
+The update scenarios train on a fixed global batch (`fixed_rows`), so both layouts see the same
+rollouts: 2 processes take one half of the groups each, 1 process takes them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from tinyr1 import distributed as D
+from tinyr1.config import TrainJob, load_config
+from tinyr1.rewards import rules
+
+G = 4  # samples per prompt in the fixed batch
+REWARDS = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.2, 0.8, 0.4, 0.0])  # 4 groups; the 2nd is flat
+
+GRPO_CASES = {
+    "batch-scale-kl-mu2": dict(grpo__scale_rewards="batch", grpo__beta=0.1, grpo__num_iterations=2, grpo__clip_high=0.4),
+    "reinforce-pp-sequence": dict(grpo__advantage="reinforce_pp", grpo__loss_aggregation="sequence", optim__micro_batch_size=5),
+    "full-ft-dr-grpo-kl": dict(lora__rank=0, grpo__loss_aggregation="dr_grpo", grpo__beta=0.05, grpo__kl_estimator="k1"),
+}
+
+
+def _length_parity(problems, responses, **_):
+    return [float(len(r) % 2) for r in responses]
+
+
+def _parity_on_rank_zero(problems, responses, **_):
+    """Rank 0's groups get a signal, rank 1's never: dynamic sampling leaves rank 1 without groups."""
+    return [float(len(r) % 2) if D.rank() == 0 else 0.0 for r in responses]
+
+
+rules.REWARDS["length_parity"] = _length_parity
+rules.REWARDS["parity_on_rank_zero"] = _parity_on_rank_zero
+
+
+def make_job(model_dir, problems_file, runs, **overrides) -> TrainJob:
+    """A tiny job; `section__key=value` overrides (`algorithm=...` at the top level)."""
+    values = {
+        "model": {"name": str(model_dir), "device": "cpu"},
+        "data": {"source": f"jsonl:{problems_file}", "test_size": 4},
+        "sampling": {"max_new_tokens": 8, "batch_size": 16},
+        "reward": {"weights": {"length_parity": 1.0}},
+        "run": {"output_dir": str(runs), "steps": 2, "eval_every": 0, "eval_size": 4, "progress": False},
+        "lora": {"rank": 4, "alpha": 8},
+        "optim": {"lr": 0.01, "micro_batch_size": 3},
+        "grpo": {"batch_size": 16, "group_size": G},
+    }
+    for key, value in overrides.items():
+        if "__" in key:
+            section, name = key.split("__")
+            values.setdefault(section, {})[name] = value
+        else:
+            values[key] = value
+    return load_config(TrainJob, None, values)
+
+
+def fixed_rows(job: TrainJob, tokenizer) -> dict[str, list]:
+    """A fixed global batch of 4 prompts x G = 16 rows, the same in every process and layout."""
+    from tinyr1.data import load_problems
+    from tinyr1.data.prompts import render_prompt
+
+    gen = torch.Generator().manual_seed(1234)
+    rows: dict[str, list] = {k: [] for k in ("prompt_ids", "response_ids", "finished", "texts", "problems")}
+    for p in load_problems(job.data, "train")[:4]:
+        prompt = tokenizer(render_prompt(p, job.prompt, tokenizer, []), add_special_tokens=False)["input_ids"]
+        for _ in range(G):
+            n = int(torch.randint(1, 9, (1,), generator=gen))
+            ids = torch.randint(5, len(tokenizer), (n,), generator=gen).tolist()
+            for k, v in zip(rows, (prompt, ids, n % 2 == 1, tokenizer.decode(ids), p)):
+                rows[k].append(v)
+    return rows
+
+
+def my_rows(rows: dict[str, list], group_size: int) -> tuple[dict[str, list], list[int]]:
+    """This process's whole groups of the fixed batch (all of them in one process)."""
+    groups = D.shard(range(len(rows["texts"]) // group_size))
+    idx = [g * group_size + j for g in groups for j in range(group_size)]
+    return {k: [v[i] for i in idx] for k, v in rows.items()}, idx
+
+
+def trained(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in D.unwrap(model).named_parameters() if p.requires_grad}
+
+
+def grpo_update(name: str, model_dir, problems_file, runs) -> dict:
+    """One GRPO update on this process's share of the fixed batch: weights, every row's advantages, metrics."""
+    from tinyr1.recipes import setup as S
+    from tinyr1.recipes.grpo import ADVANTAGES, update
+
+    job = make_job(model_dir, problems_file, runs, **GRPO_CASES[name])
+    torch.manual_seed(0)
+    model, tokenizer = S.build_policy(job)
+    ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
+    optimizer, scheduler = S.build_optimizer(model, job)
+    before = trained(model)
+    model, optimizer = D.prepare(model, optimizer)
+    rows, idx = my_rows(fixed_rows(job, tokenizer), G)
+    rollout = S.rollout_from_rows(rows, G, tokenizer.pad_token_id)
+    advantages = ADVANTAGES[job.grpo.advantage](REWARDS[idx], rows, rollout, job, tokenizer)
+    metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)
+    return dict(before=before, after=trained(model), advantages=D.gather(advantages), metrics=metrics)
+
+
+def ppo_update(model_dir, problems_file, runs) -> dict:
+    """Experience (GAE, whitening) and a 2-epoch PPO update on this process's share of the fixed batch."""
+    from tinyr1.recipes import setup as S
+    from tinyr1.recipes.ppo import build_critic, make_experience, update
+
+    job = make_job(model_dir, problems_file, runs, algorithm="ppo", ppo__batch_size=16, ppo__mini_batch_size=16, ppo__epochs=2)
+    torch.manual_seed(0)
+    model, tokenizer = S.build_policy(job)
+    critic = build_critic(model, job)
+    optimizer, scheduler = S.build_optimizer(model, job, extra_params=list(critic.parameters()))
+    model, critic, optimizer = D.prepare(model, critic, optimizer)
+    rows, idx = my_rows(fixed_rows(job, tokenizer), 1)
+    rollout = S.rollout_from_rows(rows, 1, tokenizer.pad_token_id)
+    exp = make_experience(model, critic, None, rollout, REWARDS[idx], job, job.ppo.kl_coef)
+    metrics = update(model, critic, optimizer, scheduler, rollout, exp, job)
+    return dict(after=trained(model) | {f"critic.{k}": v for k, v in trained(critic).items()}, metrics=metrics,
+                advantages=D.gather(exp["advantages"][:, 0]))
+
+
+def train_run(name: str, model_dir, problems_file, runs, resume_to: int | None = None, **overrides) -> Path:
+    """A whole `tinyr1 train` run (rank 0 creates the folder); `resume_to` continues it to that step."""
+    from tinyr1.config import parse_overrides
+    from tinyr1.recipes import get_recipe
+    from tinyr1.recipes import setup as S
+
+    job = make_job(model_dir, problems_file, runs, run__name=name, **overrides)
+    run_dir = D.broadcast_object(S.new_run_dir(job) if D.is_main() else None)
+    get_recipe(job.algorithm)(job, run_dir)
+    if resume_to is not None:
+        job = S.load_run_config(run_dir, parse_overrides([f"--run.steps={resume_to}"]))
+        get_recipe(job.algorithm)(job, run_dir, resume=True)
+    return run_dir
+
+
+SFT_CASES = {"padded": dict(sft__packing=False), "packed": dict(sft__packing=True)}
+SFT = dict(algorithm="sft", sft__batch_size=6, sft__max_length=64, optim__micro_batch_size=2, run__eval_size=3)
+
+
+def sft_run(case: str, model_dir, problems_file, runs) -> Path:
+    return train_run(f"sft-{case}", model_dir, problems_file, runs, **SFT, **SFT_CASES[case])
+
+
+def install_write_audit(root: Path) -> list[str]:
+    """Record every file-system write under `root` made by this process (open for writing, mkdir,
+    rename, remove, rmtree) through Python's audit hooks; returns the list that fills up."""
+    root = os.path.abspath(root)
+    seen: list[str] = []
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & write_flags)
+            paths = [path] if writes else []
+        elif event in ("os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree"):
+            paths = [args[0]]
+        elif event == "os.rename":
+            paths = [args[0], args[1]]
+        else:
+            return
+        for p in paths:
+            if isinstance(p, (str, bytes, os.PathLike)):
+                p = os.path.abspath(os.fsdecode(p))
+                if p.startswith(root):
+                    seen.append(f"{event} {p}")
+
+    sys.addaudithook(hook)
+    return seen
+
+
+def main(model_dir: str, problems_file: str, out: str) -> None:
+    D.init(cpu=True)
+    out_dir = Path(out)
+    runs = out_dir / "runs"
+    writes = install_write_audit(runs)
+    results = {f"grpo/{name}": grpo_update(name, model_dir, problems_file, runs) for name in GRPO_CASES}
+    results["ppo"] = ppo_update(model_dir, problems_file, runs)
+    for case in SFT_CASES:
+        sft_run(case, model_dir, problems_file, runs)
+    # GRPO end to end: 4 steps straight, and 2 steps then resumed to 4 (checkpoint at step 2)
+    train_run("grpo-full", model_dir, problems_file, runs, run__steps=4, run__save_every=2, grpo__batch_size=8)
+    train_run("grpo-cut", model_dir, problems_file, runs, resume_to=4, run__steps=2, run__save_every=2, grpo__batch_size=8)
+    # dynamic sampling leaves rank 1 without groups after its one refill: it must still join the update
+    train_run("grpo-dynamic", model_dir, problems_file, runs, run__steps=1, reward__weights={"parity_on_rank_zero": 1.0},
+              grpo__batch_size=8, grpo__dynamic_sampling=True, grpo__max_refills=1)
+    train_run("ppo", model_dir, problems_file, runs, algorithm="ppo", run__steps=1, run__eval_size=2, ppo__batch_size=4,
+              ppo__mini_batch_size=2, ppo__adaptive_kl=True, ppo__early_stop_kl=10.0)
+    if D.is_main():
+        torch.save(results, out_dir / "results.pt")
+    (out_dir / f"writes-rank{D.rank()}.json").write_text(json.dumps(list(writes)))
+    D.shutdown()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,112 @@
+"""tinyr1.distributed in one process (a no-op that imports nothing), its arithmetic under a fake
+process group, and the config checks that a batch splits over the processes."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tinyr1 import distributed as D
+from tinyr1.config import TrainJob, load_config, validate_train
+from tinyr1.errors import UserError
+from tinyr1.recipes import setup as S
+from tinyr1.types import Problem
+
+
+def test_one_process_needs_neither_torch_nor_accelerate():
+    code = (
+        "import sys; from tinyr1 import distributed as D; D.init(); D.barrier(); D.shutdown()\n"
+        "assert (D.world_size(), D.rank(), D.is_main(), D.shard([1, 2, 3]), D.gather_objects(7)) == (1, 0, True, [1, 2, 3], [7])\n"
+        "assert D.broadcast_object('x') == 'x' and D.all_reduce_sum(3) == 3 and D.reduce_dict({'a': 1.5}) == {'a': 1.5}\n"
+        "print(sorted(m for m in ('torch', 'accelerate', 'torch.distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_one_process_returns_its_inputs_unchanged():
+    t = torch.tensor([1.0, 2.0])
+    model, opt = torch.nn.Linear(2, 1), object()
+    assert D.gather(t) is t and D.all_reduce_sum(t) is t and D.all_reduce_max(t) is t
+    assert D.prepare(model, opt) == (model, opt) and D.prepare(model) is model and D.unwrap(model) is model
+    assert list(D.sync_last(model, [1, 2, 3])) == [1, 2, 3]
+    # the loss divisor is the local count, clamped at 1 as before: an empty batch gives loss 0
+    assert D.loss_divisor(torch.tensor(12.0)) == 12.0 and D.loss_divisor(torch.tensor(0.0)) == 1.0 and D.loss_divisor(0) == 1
+
+
+def test_loss_divisor_is_the_global_count_over_the_number_of_processes(monkeypatch):
+    # 2 processes with 4 and 6 response tokens: each divides by (4 + 6) / 2 = 5. Per-token losses
+    # l: process 0 sums 2.0, process 1 sums 3.0. Their losses 2/5 and 3/5, averaged by DDP:
+    # (0.4 + 0.6) / 2 = 0.5 = (2 + 3) / 10, the mean over all 10 tokens of the batch.
+    monkeypatch.setattr(D, "_accelerator", object())
+    monkeypatch.setattr(D, "world_size", lambda: 2)
+    monkeypatch.setattr(D, "all_reduce_sum", lambda x: x + 6.0)  # this is process 0: the other holds 6 tokens
+    divisor = D.loss_divisor(torch.tensor(4.0))
+    assert divisor == 5.0
+    assert (2.0 / divisor + 3.0 / divisor) / 2 == (2.0 + 3.0) / 10
+
+
+@pytest.mark.parametrize("world, expected", [(2, [[0, 1, 2], [3, 4, 5, 6]]), (3, [[0, 1], [2, 3], [4, 5, 6]])])
+def test_shard_gives_each_process_a_contiguous_slice(monkeypatch, world, expected):
+    monkeypatch.setattr(D, "world_size", lambda: world)
+    slices = []
+    for r in range(world):
+        monkeypatch.setattr(D, "rank", lambda r=r: r)
+        slices.append(list(D.shard(list(range(7)))))
+    assert slices == expected
+
+
+def test_take_share_keeps_every_stream_at_one_position(monkeypatch):
+    problems = [Problem(str(i), f"q{i}", str(i)) for i in range(10)]
+    alone = S.ProblemStream(problems, seed=3)
+    expected = alone.take(6)
+    # process 1 of 3 asking for 3 problems while the others ask for 2 and 1: it gets problems 2-4 of
+    # the 6 the step takes, and its stream moves past all 6
+    monkeypatch.setattr(D, "gather_objects", lambda k: [2, k, 1])
+    monkeypatch.setattr(D, "rank", lambda: 1)
+    stream = S.ProblemStream(problems, seed=3)
+    assert S.take_share(stream, 3) == expected[2:5]
+    assert stream.state_dict() == alone.state_dict()
+
+
+@pytest.mark.parametrize(
+    "values, world, message",
+    [
+        ({"grpo": {"batch_size": 24, "group_size": 8}}, 2,
+         "config key 'grpo.batch_size': 24 sequences are 3 prompts x grpo.group_size=8, which do not split over 2 "
+         "processes (each process samples whole groups); use a multiple of grpo.group_size x processes = 16"),
+        ({"algorithm": "ppo", "ppo": {"batch_size": 32, "mini_batch_size": 6}}, 4,
+         "config key 'ppo.mini_batch_size': 6 does not split over 4 processes; use a multiple of 4"),
+        ({"algorithm": "ppo", "ppo": {"batch_size": 30, "mini_batch_size": 16}}, 4,
+         "config key 'ppo.batch_size': 30 does not split over 4 processes; use a multiple of 4"),
+        ({"algorithm": "sft", "sft": {"batch_size": 9}}, 2,
+         "config key 'sft.batch_size': 9 examples do not split over 2 processes; use a multiple of 2"),
+    ],
+)
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(values, world, message):
+    job = load_config(TrainJob, None, values)
+    validate_train(job)  # fine on one process
+    with pytest.raises(UserError) as e:
+        validate_train(job, world_size=world)
+    assert str(e.value) == message
+    validate_train(job, world_size=1)
+
+
+@pytest.mark.parametrize("name, engine", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED"),
+                                          ("deepspeed_zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_are_read_by_accelerate(name, engine):
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    assert config.distributed_type.name == engine and config.num_processes == 8 and config.mixed_precision == "no"
+    if engine == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == int(name[-1]) and config.deepspeed_config["gradient_accumulation_steps"] == 1
+
+
+def test_batches_that_split_are_accepted():
+    validate_train(load_config(TrainJob, None, {"grpo": {"batch_size": 32, "group_size": 8}}), world_size=4)
+    validate_train(load_config(TrainJob, None, {"algorithm": "sft", "sft": {"batch_size": 16}}), world_size=8)

@@ -1,0 +1,169 @@
+"""Two gloo processes (torchrun) against one: same updates, same advantages, rank-0-only files, resume.
+
+One torchrun launch runs every scenario of scenarios.py on 2 processes (about 20 s on 2 cores);
+each test then runs the same scenario in this process (1 process) where it compares the two.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from . import scenarios
+
+SCRIPT = Path(scenarios.__file__)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are too small for threads: on a busy 2-core machine two threads spin
+    against each other (an SFT run here takes 14 s instead of 2 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def two(tiny_model_dir, tmp_path_factory):
+    """The scenarios run on 2 processes: (out folder, rank 0's results)."""
+    out = tmp_path_factory.mktemp("two-processes")
+    problems = out / "problems.jsonl"
+    rows = [{"question": f"Calculate {a} + {b}.", "answer": str(a + b)} for a in range(1, 7) for b in range(1, 5)]
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # --standalone: a rendezvous on a free local port; one thread per process on the 2-core CI machine
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
+           str(tiny_model_dir), str(problems), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return out, torch.load(out / "results.pt", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def one_grpo(two, tiny_model_dir, tmp_path_factory):
+    """GRPO update scenarios run here, on 1 process, once per case."""
+    out, _ = two
+    done = {}
+
+    def run(case: str) -> dict:
+        if case not in done:
+            done[case] = scenarios.grpo_update(case, tiny_model_dir, out / "problems.jsonl", tmp_path_factory.mktemp("one"))
+        return done[case]
+
+    return run
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    final = run_dir / "final"
+    return load_file(final / ("adapter_model.safetensors" if (final / "adapter_config.json").is_file() else "model.safetensors"))
+
+
+def _step_rows(run_dir: Path, key: str) -> list[dict]:
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if key in l]
+
+
+def _assert_same_weights(a: dict, b: dict, before: dict | None = None):
+    """Equal within float noise. AdamW's steps are about lr = 1e-2 per weight; summing the gradient in
+    another order moves a few weights whose gradient nearly cancels by ~1e-6, hence atol 5e-5.
+    Adam's first step ignores the gradient's overall scale, so callers also compare `loss/grad_norm`."""
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=5e-5, msg=lambda m: f"{name}: {m}")
+    if before is not None:  # the update moved the weights by far more than the tolerance
+        assert max(float((a[n] - before[n]).abs().max()) for n in a) > 1e-3
+
+
+@pytest.mark.parametrize("case", list(scenarios.GRPO_CASES))
+def test_grpo_update_on_two_processes_equals_one_process_on_the_same_batch(case, two, one_grpo):
+    _, results = two
+    one = one_grpo(case)
+    two_ = results[f"grpo/{case}"]
+    _assert_same_weights(two_["after"], one["after"], before=one["before"])
+    for key in ("loss/policy", "loss/kl", "loss/entropy", "loss/approx_kl", "loss/grad_norm"):
+        assert math.isclose(two_["metrics"][key], one["metrics"][key], rel_tol=1e-4, abs_tol=1e-6), key
+
+
+@pytest.mark.parametrize("case", list(scenarios.GRPO_CASES))
+def test_group_advantages_are_identical_on_one_and_two_processes(case, two, one_grpo, tiny_model_dir, tmp_path):
+    from tinyr1.recipes.grpo import ADVANTAGES
+
+    out, results = two
+    one = one_grpo(case)
+    assert torch.equal(results[f"grpo/{case}"]["advantages"], one["advantages"])
+    # the batch-wide estimators would differ if each process normalised its own half
+    job = scenarios.make_job(tiny_model_dir, out / "problems.jsonl", tmp_path, **scenarios.GRPO_CASES[case])
+    halves = torch.cat([ADVANTAGES[job.grpo.advantage](r, None, None, job, None) for r in scenarios.REWARDS.split(8)])
+    if job.grpo.scale_rewards == "batch" or job.grpo.advantage == "reinforce_pp":
+        assert not torch.allclose(halves, one["advantages"], atol=1e-3)
+
+
+def test_ppo_update_with_whitening_on_two_processes_equals_one_process(two, tiny_model_dir, tmp_path):
+    out, results = two
+    one = scenarios.ppo_update(tiny_model_dir, out / "problems.jsonl", tmp_path)
+    torch.testing.assert_close(results["ppo"]["advantages"], one["advantages"], rtol=1e-5, atol=1e-6)
+    _assert_same_weights(results["ppo"]["after"], one["after"])
+    for key in ("loss/policy", "loss/value", "loss/approx_kl", "loss/grad_norm"):
+        assert math.isclose(results["ppo"]["metrics"][key], one["metrics"][key], rel_tol=1e-4, abs_tol=1e-6), key
+
+
+@pytest.mark.parametrize("case", list(scenarios.SFT_CASES))
+def test_sft_steps_on_two_processes_equal_one_process(case, two, tiny_model_dir, tmp_path):
+    out, _ = two
+    here = scenarios.sft_run(case, tiny_model_dir, out / "problems.jsonl", tmp_path)
+    there = out / "runs" / f"sft-{case}"
+    _assert_same_weights(_final_weights(there), _final_weights(here))
+    a, b = _step_rows(there, "loss/sft"), _step_rows(here, "loss/sft")
+    assert [r["step"] for r in a] == [1, 2]  # one line per step: rank 1 wrote none
+    for ra, rb in zip(a, b):
+        assert math.isclose(ra["loss/sft"], rb["loss/sft"], rel_tol=1e-5)
+        assert math.isclose(ra["loss/grad_norm"], rb["loss/grad_norm"], rel_tol=1e-4)
+        assert ra["train/tokens"] == rb["train/tokens"] and ra["train/response_length"] == rb["train/response_length"]
+    assert [r["eval/n"] for r in _step_rows(there, "eval/n")] == [3, 3]  # the sharded eval (2 + 1) covers every problem
+
+
+def test_only_rank_zero_writes_the_run_folders(two):
+    out, _ = two
+    rank0 = json.loads((out / "writes-rank0.json").read_text())
+    rank1 = json.loads((out / "writes-rank1.json").read_text())
+    assert rank1 == []
+    run = str(out / "runs" / "grpo-full")
+    for made in ("metrics.jsonl", "samples.jsonl", "summary.json", "config.yaml", ".checkpoint-2.tmp", ".final.tmp", "plots"):
+        assert any(w.endswith(f"{run}/{made}") or f"{run}/{made}/" in w for w in rank0), made
+    steps = [r["step"] for r in _step_rows(out / "runs" / "grpo-full", "loss/policy")]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resume_on_two_processes_matches_an_uninterrupted_run(two):
+    out, _ = two
+    full, cut = out / "runs" / "grpo-full", out / "runs" / "grpo-cut"
+    _assert_same_weights(_final_weights(cut), _final_weights(full))
+    assert [r["step"] for r in _step_rows(cut, "loss/policy")] == [1, 2, 3, 4]
+    for a, b in zip(_step_rows(full, "loss/policy"), _step_rows(cut, "loss/policy")):
+        assert a["reward/total"] == b["reward/total"] and a["rollout/tokens"] == b["rollout/tokens"]
+    state = torch.load(cut / "checkpoint-4" / "trainer_state.pt", weights_only=False)
+    assert len(state["rng_ranks"]) == 2  # each process's sampling noise continues where it stopped
+    assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
+
+
+def test_a_process_left_without_groups_still_joins_the_update(two):
+    out, _ = two
+    (row,) = _step_rows(out / "runs" / "grpo-dynamic", "loss/policy")
+    # rank 1's groups never have a signal: after its one refill it trains on an empty row, rank 0 on its group
+    assert row["rollout/refills"] == 1 and row["rollout/tokens"] == 4 * 8
+    assert row["loss/grad_norm"] > 0 and math.isfinite(row["loss/policy"])
+
+
+def test_ppo_runs_end_to_end_on_two_processes(two):
+    out, _ = two
+    run = out / "runs" / "ppo"
+    (row,) = _step_rows(run, "loss/value")
+    assert all(math.isfinite(row[k]) for k in ("loss/policy", "loss/value", "loss/kl", "value/mean", "ppo/kl_coef"))
+    assert row["rollout/tokens"] > 0 and (run / "final" / "critic.pt").is_file()
+    assert json.loads((run / "summary.json").read_text())["eval_after"]["n"] == 2
