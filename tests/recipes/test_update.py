@@ -102,3 +102,27 @@ def test_packed_and_padded_updates_give_the_same_loss_and_weights(tiny_job):
     assert padded["loss/entropy"] == pytest.approx(packed["loss/entropy"], rel=1e-5)
     torch.testing.assert_close(w_packed, w_padded, rtol=1e-5, atol=1e-6)
     assert padded["loss/grad_norm"] > 0
+
+
+def test_right_padded_rows_give_the_same_logprobs_without_a_mask(tiny_job, monkeypatch):
+    """sequence_logprobs drops the attention mask for right-padded rows: same numbers as with it."""
+    job = tiny_job()
+    model, tok = S.build_policy(job)
+    _randomise_adapters(model)
+    r = _batch(tok, len(tok))
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda **kw: calls.append(kw["attention_mask"]) or forward(**kw))
+    fast, _ = S.sequence_logprobs(model, r.input_ids, r.attention_mask)
+    assert calls[-1] is None  # the rollout's rows are right-padded: no mask passed
+    left = torch.zeros_like(r.attention_mask)  # the same rows moved to the right: now a mask is needed
+    ids = torch.full_like(r.input_ids, tok.pad_token_id)
+    for i in range(3):
+        n = int(r.attention_mask[i].sum())
+        ids[i, -n:], left[i, -n:] = r.input_ids[i, :n], 1
+    width = r.input_ids.shape[1]
+    masked, _ = S.sequence_logprobs(model, ids, left)
+    assert calls[-1] is not None
+    for i in range(3):
+        n = int(r.attention_mask[i].sum())
+        torch.testing.assert_close(fast[i, 1:n], masked[i, width - n + 1 :], rtol=1e-4, atol=1e-5)

@@ -277,14 +277,19 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     """
     from tinyr1.algorithms.logprobs import token_logprobs, token_logprobs_and_entropy
 
-    width = int(attention_mask.sum(-1).max())
+    lengths = attention_mask.sum(-1)
+    width = int(lengths.max())
     start = max(1, min(start, width - 1))
     ids, mask = input_ids[:, :width], attention_mask[:, :width]
+    # Right padding (every row's real tokens first, as in a Rollout) needs no mask: causal attention
+    # already keeps real tokens off the padding after them, and positions count from 0 either way.
+    # Without a mask, attention runs the causal kernel, which skips the masked half of the scores.
+    right_padded = bool((mask == (torch.arange(width)[None] < lengths[:, None]).to(mask.dtype)).all())
     device = next(model.parameters()).device
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         # logits for positions start-1 .. width-1: they predict tokens start .. width-1 (the last is unused)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
-                       logits_to_keep=width - start + 1).logits
+        logits = model(input_ids=ids.to(device), attention_mask=None if right_padded else mask.to(device),
+                       use_cache=False, logits_to_keep=width - start + 1).logits
     out = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
     entropy = None
     if with_entropy:  # one pass over the logits for both
