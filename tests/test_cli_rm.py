@@ -112,3 +112,20 @@ def test_help_lists_every_key_with_its_doc(capsys):
     assert "--train.objective='bce'" in out and "bradley_terry" in out and "--lora.rank=32" in out
     assert main(["prm", "--help"]) == 0
     assert "tinyr1 prm label" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_a_launcher_only_rank_zero_runs_collect_label_and_eval(files, monkeypatch, capsys, rank):
+    from tinyr1 import cli_rm
+
+    tmp, responses = files
+    ran = []
+    monkeypatch.setattr(cli_rm, "_eval", lambda kind: lambda job: ran.append(kind) or "scored")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", str(rank))
+    assert main(["rm", "eval", f"--model={tmp / 'rm'}", f"--data={responses}"]) == 0
+    out = capsys.readouterr().out
+    if rank == 0:  # rank 0 runs it alone, as one plain process, and says so
+        assert ran == ["orm"] and "runs on one process (rank 0); the other 2 launched processes exit" in out and "scored" in out
+    else:  # the others neither run nor print
+        assert ran == [] and out == ""

@@ -73,24 +73,33 @@ def cmd_eval(args: list[str]) -> int:
     if job.eval.limit is not None and job.eval.limit < 1:
         raise UserError("config key 'eval.limit': expected an integer >= 1 or null")
 
+    from tinyr1 import distributed as D
     from tinyr1.data import load_problems
-    from tinyr1.evaluate import evaluate, format_table
+    from tinyr1.evaluate import evaluate_sharded, format_table
     from tinyr1.io import write_json_atomic, write_jsonl
     from tinyr1.models.load import load_model
 
     problems = load_problems(job.data, job.eval.split)[: job.eval.limit]
     shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
     out = Path(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
-    model, tokenizer = load_model(job.model, merge_adapter=True)
-    result = evaluate(
+    # under accelerate launch / torchrun: every process evaluates its slice of the problems, the rows
+    # are gathered, and rank 0 alone writes the files and prints (`evaluate.evaluate_sharded`)
+    D.init(cpu=job.model.device == "cpu")
+    with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
+        model, tokenizer = load_model(job.model, merge_adapter=True)
+    result = evaluate_sharded(
         model, tokenizer, problems, job.prompt, job.sampling, job.grading,
-        samples=job.eval.samples, temperature=job.eval.temperature, shots=shots,
+        samples=job.eval.samples, temperature=job.eval.temperature, shots=shots, progress=D.is_main(),
     )
-    summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style, **result.summary)
-    write_jsonl(out / "samples.jsonl", result.rows)
-    write_json_atomic(out / "summary.json", summary)
-    print(format_table(summary))
-    print(f"wrote {out}/summary.json and {out}/samples.jsonl")
+    main = D.is_main()
+    if main:
+        summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style, **result.summary)
+        write_jsonl(out / "samples.jsonl", result.rows)
+        write_json_atomic(out / "summary.json", summary)
+    D.shutdown()
+    if main:
+        print(format_table(summary))
+        print(f"wrote {out}/summary.json and {out}/samples.jsonl")
     return 0
 
 

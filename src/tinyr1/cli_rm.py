@@ -11,6 +11,11 @@ Every option is a dotted config key (`tinyr1 rm train --help` lists them with th
 short flags are aliases. A training config file (e.g. configs/quickstart.yaml) may be passed
 first: each command takes the sections it has (model, data, prompt, sampling, grading, ...) and
 ignores the training-only ones. Bad input prints one line naming the file, line or key, exit 2.
+
+Under a launcher (`accelerate launch`, `torchrun`): `rm train` and `prm train` train data-parallel
+on every process (`recipes/reward_model.py`); the other commands (collect, label, eval) run on
+rank 0 alone, as one plain process, while the other launched processes exit at once (they join
+no process group, so a long collect or labelling run cannot time one out).
 """
 
 from __future__ import annotations
@@ -161,5 +166,19 @@ def main(group: str, args: list[str]) -> int:
         return 0
     job = load_rm_job(cls, rest, aliases)
     validate_rm(job)
-    print(run(job))
+    from tinyr1 import distributed as D
+
+    if args[0] != "train":  # collect, label, eval: rank 0 alone writes the files; the others idle
+        if D.launched():
+            if D.launch_rank() != 0:
+                return 0
+            print(f"tinyr1: {group} {args[0]} runs on one process (rank 0); the other {D.launch_world_size() - 1} "
+                  "launched processes exit", flush=True)
+        print(run(job))
+        return 0
+    D.init(cpu=job.model.device == "cpu")  # under accelerate launch / torchrun: join the process group
+    message = run(job)
+    D.shutdown()
+    if D.launch_rank() == 0:
+        print(message)
     return 0

@@ -42,6 +42,16 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launch_rank() -> int:
+    """This process's rank as the launcher set it (RANK; 0 without a launcher), before or without `init`."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def launch_world_size() -> int:
+    """The number of processes the launcher started (WORLD_SIZE; 1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init(cpu: bool = False) -> None:
     """Join the process group when launched on several processes; a no-op otherwise (and when done).
 

@@ -94,6 +94,23 @@ def greedy_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
+def sampled_summary(sampled: list[dict[str, Any]], samples: int) -> dict[str, float]:
+    """pass@k (k = 1, 2, 4, ... up to K) and maj@K of sampled rows, K = `samples` consecutive rows per problem.
+
+    Also how a sharded evaluation summarises the gathered sampled rows (each problem's K stay together).
+    """
+    groups = [sampled[i : i + samples] for i in range(0, len(sampled), samples)]
+    if not groups:
+        return {}
+    summary = {}
+    for k in sorted({2**j for j in range(int(math.log2(samples)) + 1)} | {samples}):
+        summary[f"pass@{k}"] = sum(pass_at_k(samples, sum(r["correct"] for r in g), k) for g in groups) / len(groups)
+    summary[f"maj@{samples}"] = sum(
+        majority_correct([r["extracted"] for r in g], [r["correct"] for r in g]) for g in groups
+    ) / len(groups)
+    return summary
+
+
 def evaluate(
     model, tokenizer, problems: list[Problem], prompt_cfg: PromptConfig, sampling: SamplingConfig,
     grading: GradingConfig, samples: int = 1, temperature: float = 1.0, shots: list[Problem] = (), progress: bool = True,
@@ -109,14 +126,39 @@ def evaluate(
         sampled, more = _run(model, tokenizer, problems, prompts, params, grading, prompt_cfg.style, "sample", progress)
         rows += sampled
         tokens += more
-        groups = [sampled[i * samples : (i + 1) * samples] for i in range(len(problems))]
-        ks = sorted({2**j for j in range(int(math.log2(samples)) + 1)} | {samples})
-        for k in ks:
-            summary[f"pass@{k}"] = sum(pass_at_k(samples, sum(r["correct"] for r in g), k) for g in groups) / len(groups)
-        summary[f"maj@{samples}"] = sum(
-            majority_correct([r["extracted"] for r in g], [r["correct"] for r in g]) for g in groups
-        ) / len(groups)
+        summary |= sampled_summary(sampled, samples)
     seconds = time.perf_counter() - t0
+    summary.update(seconds=round(seconds, 2), generated_tokens=tokens, tokens_per_second=tokens / seconds if seconds else 0.0)
+    return EvalResult(summary=summary, rows=rows)
+
+
+def evaluate_sharded(
+    model, tokenizer, problems: list[Problem], prompt_cfg: PromptConfig, sampling: SamplingConfig,
+    grading: GradingConfig, samples: int = 1, temperature: float = 1.0, shots: list[Problem] = (), progress: bool = True,
+) -> EvalResult:
+    """`evaluate` spread over a launcher's processes (`tinyr1.distributed`); `evaluate` itself in one process.
+
+    Each process evaluates its contiguous slice of `problems` (`distributed.shard`); the rows are
+    gathered (greedy rows of every problem in order, then the sampled ones) and every process
+    returns the summary of all the problems: the greedy metrics are those of one process (up to
+    batching noise), pass@k and maj@k come from each process's own samples of its problems.
+    `seconds` is the slowest process's time, `generated_tokens` the sum.
+    """
+    from tinyr1 import distributed as D
+
+    if D.world_size() == 1:
+        return evaluate(model, tokenizer, problems, prompt_cfg, sampling, grading, samples, temperature, shots, progress)
+    share = list(D.shard(problems))
+    part: tuple[list, float, int] = ([], 0.0, 0)  # a process with no problem (fewer problems than processes)
+    if share:
+        r = evaluate(model, tokenizer, share, prompt_cfg, sampling, grading, samples, temperature, shots, progress and D.is_main())
+        part = (r.rows, float(r.summary["seconds"]), int(r.summary["generated_tokens"]))
+    parts = D.gather_objects(part)
+    rows = [row for mode in ("greedy", "sample") for p in parts for row in p[0] if row["mode"] == mode]
+    summary = greedy_summary([row for row in rows if row["mode"] == "greedy"])
+    if samples > 1:
+        summary |= sampled_summary([row for row in rows if row["mode"] == "sample"], samples)
+    seconds, tokens = max(p[1] for p in parts), sum(p[2] for p in parts)
     summary.update(seconds=round(seconds, 2), generated_tokens=tokens, tokens_per_second=tokens / seconds if seconds else 0.0)
     return EvalResult(summary=summary, rows=rows)
 

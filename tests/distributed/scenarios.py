@@ -157,6 +157,69 @@ def sft_run(case: str, model_dir, problems_file, runs) -> Path:
     return train_run(f"sft-{case}", model_dir, problems_file, runs, **SFT, **SFT_CASES[case])
 
 
+# ----------------------------------------------------------------------------- reward models and eval
+
+RM_CASES = {  # name: (kind, train options); 2 steps, micro-batches of 2 sequences
+    "orm-bce": ("orm", dict(batch_size=6)),  # 8 examples: steps of 6 then 2, i.e. 3 + 3 and 1 + 1 per process
+    "orm-bradley-terry": ("orm", dict(objective="bradley_terry", batch_size=3)),  # 4 pairs: 3 then 1 (rank 0 has none)
+    "prm-lora": ("prm", dict(lora_rank=4, lr=1e-2, batch_size=6)),
+}
+
+
+def write_rm_data(folder: Path) -> None:
+    """responses.jsonl (a right and a wrong response to each of 4 problems) and steps.jsonl (8 two-step solutions)."""
+    responses, steps = [], []
+    for a in range(1, 5):
+        for k, (b, ok) in enumerate([(a + 1, True), (a + 2, False)]):
+            responses.append({"id": f"q{a}#{k}", "problem_id": f"q{a}", "prompt": f"Calculate {a} + 1.", "answer": str(a + 1),
+                              "completion": f"{a} + 1 = {b}\nThe answer is \\boxed{{{b}}}.", "extracted": str(b), "label": ok})
+            steps.append({"prompt": f"Calculate {a} + 1.", "completions": [f"{a} + 1 = {b}", f"The answer is {b}."],
+                          "labels": [ok, ok]})
+    (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
+    (folder / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+
+
+def rm_job(case: str, model_dir, data_dir, runs):
+    """(kind, RMTrainJob) of a reward-model case, writing to runs/rm-<case>."""
+    from tinyr1.rm_config import RMTrainJob
+
+    kind, opts = RM_CASES[case]
+    opts = dict(opts)
+    lora, lr = opts.pop("lora_rank", 0), opts.pop("lr", 1e-3)
+    data = Path(data_dir) / ("responses.jsonl" if kind == "orm" else "steps.jsonl")
+    return kind, load_config(RMTrainJob, None, {
+        "model": {"name": str(model_dir), "device": "cpu"}, "lora": {"rank": lora, "alpha": 2 * lora},
+        "optim": {"lr": lr, "micro_batch_size": 2},
+        "train": {"data": str(data), "out": str(Path(runs) / f"rm-{case}"), "epochs": 5, "max_steps": 2, "progress": False, **opts}})
+
+
+def rm_train(case: str, model_dir, data_dir, runs) -> Path:
+    """A whole `rm train` / `prm train` run (2 steps); returns its folder (written by rank 0)."""
+    from tinyr1.recipes.reward_model import train_reward_model
+
+    kind, job = rm_job(case, model_dir, data_dir, runs)
+    train_reward_model(job, kind)
+    return Path(job.train.out)
+
+
+def sharded_eval(model_dir, problems_file, runs) -> dict:
+    """`tinyr1 eval`'s evaluation of 5 problems, greedy and 2 samples each (2 + 3 problems per process)."""
+    from tinyr1.config import ModelConfig
+    from tinyr1.data import load_problems
+    from tinyr1.evaluate import evaluate_sharded
+    from tinyr1.models.load import load_model
+
+    job = make_job(model_dir, problems_file, runs)
+    model, tokenizer = load_model(ModelConfig(name=str(model_dir), device="cpu"))
+    problems = load_problems(job.data, "train")[:5]
+    r = evaluate_sharded(model, tokenizer, problems, job.prompt, job.sampling, job.grading, samples=2, progress=False)
+    return dict(summary=r.summary, rows=[(row["id"], row["mode"]) for row in r.rows],
+                greedy=[row["response"] for row in r.rows if row["mode"] == "greedy"])
+
+
+RM_CLI = ["rm", "train", "--max-steps=1", "--model.device=cpu", "--lora.rank=0", "--train.batch_size=4", "--train.progress=false"]
+
+
 def install_write_audit(root: Path) -> list[str]:
     """Record every file-system write under `root` made by this process (open for writing, mkdir,
     rename, remove, rmtree) through Python's audit hooks; returns the list that fills up."""
@@ -202,9 +265,19 @@ def main(model_dir: str, problems_file: str, out: str) -> None:
               grpo__batch_size=8, grpo__dynamic_sampling=True, grpo__max_refills=1)
     train_run("ppo", model_dir, problems_file, runs, algorithm="ppo", run__steps=1, run__eval_size=2, ppo__batch_size=4,
               ppo__mini_batch_size=2, ppo__adaptive_kl=True, ppo__early_stop_kl=10.0)
+    data_dir = Path(problems_file).parent  # the test wrote the reward-model data there (write_rm_data)
+    for case in RM_CASES:
+        rm_train(case, model_dir, data_dir, runs)
+    results["eval"] = sharded_eval(model_dir, problems_file, runs)
     if D.is_main():
         torch.save(results, out_dir / "results.pt")
-    (out_dir / f"writes-rank{D.rank()}.json").write_text(json.dumps(list(writes)))
+    rank = D.rank()
+    # last, since the command leaves the process group at its end: `tinyr1 rm train` through the CLI
+    from tinyr1.cli import main as cli_main
+
+    code = cli_main([*RM_CLI, f"--data={data_dir / 'responses.jsonl'}", f"--model={model_dir}", f"--out={runs / 'rm-cli'}"])
+    assert code == 0, f"tinyr1 rm train exited with {code} on rank {rank}"
+    (out_dir / f"writes-rank{rank}.json").write_text(json.dumps(list(writes)))
     D.shutdown()
 
 

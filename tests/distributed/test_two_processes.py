@@ -36,11 +36,13 @@ def two(tiny_model_dir, tmp_path_factory):
     problems = out / "problems.jsonl"
     rows = [{"question": f"Calculate {a} + {b}.", "answer": str(a + b)} for a in range(1, 7) for b in range(1, 5)]
     problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scenarios.write_rm_data(out)
     # --standalone: a rendezvous on a free local port; one thread per process on the 2-core CI machine
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
            str(tiny_model_dir), str(problems), str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    (out / "stdout.txt").write_text(proc.stdout)
     return out, torch.load(out / "results.pt", weights_only=False)
 
 
@@ -167,3 +169,53 @@ def test_ppo_runs_end_to_end_on_two_processes(two):
     assert all(math.isfinite(row[k]) for k in ("loss/policy", "loss/value", "loss/kl", "value/mean", "ppo/kl_coef"))
     assert row["rollout/tokens"] > 0 and (run / "final" / "critic.pt").is_file()
     assert json.loads((run / "summary.json").read_text())["eval_after"]["n"] == 2
+
+
+def _scorer_weights(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("case", list(scenarios.RM_CASES))
+def test_reward_model_steps_on_two_processes_equal_one_process(case, two, tiny_model_dir, tmp_path):
+    from tinyr1.models.heads import build_scorer, load_scorer
+
+    out, _ = two
+    kind, job = scenarios.rm_job(case, tiny_model_dir, out, tmp_path)
+    here = scenarios.rm_train(case, tiny_model_dir, out, tmp_path)
+    there = out / "runs" / f"rm-{case}"
+    torch.manual_seed(job.train.seed)  # the initial scorer, as training builds it
+    initial, _ = build_scorer(job.model, job.lora)
+    before = _scorer_weights(initial.merge_and_unload() if job.lora.rank else initial)
+    _assert_same_weights(_scorer_weights(load_scorer(there, kind, device="cpu")[0]),
+                         _scorer_weights(load_scorer(here, kind, device="cpu")[0]), before=before)
+    a, b = [json.loads(l) for l in (there / "metrics.jsonl").read_text().splitlines()], \
+        [json.loads(l) for l in (here / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in a] == [1, 2]  # one line per step: rank 1 wrote none
+    for ra, rb in zip(a, b):  # the loss of the whole step, not of one process's share
+        assert math.isclose(ra["loss"], rb["loss"], rel_tol=1e-5), (ra, rb)
+        assert math.isclose(ra["grad_norm"], rb["grad_norm"], rel_tol=1e-4), (ra, rb)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (there, here))
+    assert (sa["examples"], sa["items"], sa["steps"]) == (sb["examples"], sb["items"], sb["steps"])
+
+
+def test_reward_model_cli_on_two_processes_prints_once_and_rank_one_writes_nothing(two):
+    out, _ = two
+    rank0 = json.loads((out / "writes-rank0.json").read_text())
+    assert json.loads((out / "writes-rank1.json").read_text()) == []
+    for name in [*(f"rm-{c}" for c in scenarios.RM_CASES), "rm-cli"]:
+        assert any(f"/runs/.{name}.tmp" in w for w in rank0), name  # save_scorer's temporary folder, on rank 0
+    assert json.loads((out / "runs" / "rm-cli" / "summary.json").read_text())["steps"] == 1
+    stdout = (out / "stdout.txt").read_text()
+    assert stdout.count("orm (bce) on 8 examples: 1 steps") == 1, stdout[-2000:]
+
+
+def test_sharded_eval_gathers_every_problem_in_order(two, tiny_model_dir, tmp_path):
+    out, results = two
+    one = scenarios.sharded_eval(tiny_model_dir, out / "problems.jsonl", tmp_path)
+    two_ = results["eval"]
+    # greedy rows of the 5 problems in order, then their 2 samples each: as one process writes them
+    assert two_["rows"] == one["rows"] and len(two_["rows"]) == 15
+    assert two_["greedy"] == one["greedy"]
+    for key in ("n", "correct", "accuracy", "parsed_rate", "mean_response_tokens"):
+        assert two_["summary"][key] == one["summary"][key], key
+    assert {"pass@1", "pass@2", "maj@2"} <= two_["summary"].keys()

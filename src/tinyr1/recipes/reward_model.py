@@ -18,6 +18,13 @@ Losses, chosen in one place (`LOSSES`):
   -log sigmoid(s_correct - s_incorrect), averaged over the step's pairs (a reward-model loss on
   the grader's verdicts instead of human preferences).
 
+Under `accelerate launch` / `torchrun` (W processes, `tinyr1.distributed`): every process reads
+the whole file, builds the same scorer (same seed) and draws the same shuffled order; of each
+step's `train.batch_size` examples (or pairs) it keeps its contiguous slice (`distributed.shard`),
+divides its loss by the step's GLOBAL count over W (`distributed.loss_divisor`), and DDP averages
+the W gradients, which gives exactly the 1-process full-batch gradient. Metrics are reduced over
+processes; only rank 0 prints and writes `train.out`.
+
 Departures: no value head on the policy (the reward model is its own model, as in DeepSeekMath);
 no special step tag token (a newline closes each step); examples longer than `max_length` keep
 their last tokens.
@@ -35,6 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from tinyr1 import distributed as D
 from tinyr1.errors import UserError
 from tinyr1.io import read_jsonl
 from tinyr1.models.heads import META_FILE, build_scorer, save_scorer
@@ -129,23 +137,37 @@ def _bt_items(job, examples, encoded):
     return pairs
 
 
-def _bce_step(model, job, items, examples, encoded, pad):
-    count = float(sum(e is not None for i in items for e in encoded[i][1])) or 1.0
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[k : k + size] for k in range(0, len(items), size)]
+
+
+# A step function gets this process's share of the step's items (all of them in one process) and
+# accumulates the gradient of its part of the step's loss. The loss divisor is the step's GLOBAL
+# count (every process's labelled positions, or pairs) divided by W, because DDP AVERAGES the W
+# processes' gradients (`distributed.loss_divisor`): (1/W) * sum_r W * loss_r / global = the full-
+# batch loss. `ghost`: this process has no item this step (a last batch smaller than W); it still
+# runs one forward and backward (on a stand-in item, scaled by 0) so that it joins the all-reduce.
+# Only the last micro-batch's backward all-reduces (`distributed.sync_last`).
+
+
+def _bce_step(model, job, items, examples, encoded, pad, ghost: bool = False):
+    count = D.loss_divisor(0 if ghost else sum(e is not None for i in items for e in encoded[i][1]))
     total = 0.0
-    for k in range(0, len(items), job.optim.micro_batch_size):
-        mb = items[k : k + job.optim.micro_batch_size]
+    for mb in D.sync_last(model, _chunks(items, job.optim.micro_batch_size)):
         loss = bce_loss(model, [encoded[i] for i in mb], [examples[i] for i in mb], pad, count, job.optim.bf16)
-        loss.backward()
+        loss = loss * 0.0 if ghost else loss
+        D.backward(loss)
         total += loss.item()
     return total
 
 
-def _bt_step(model, job, items, examples, encoded, pad):
+def _bt_step(model, job, items, examples, encoded, pad, ghost: bool = False):
+    count = D.loss_divisor(0 if ghost else len(items))
     total = 0.0
-    for k in range(0, len(items), max(1, job.optim.micro_batch_size // 2)):  # two sequences per pair
-        mb = items[k : k + max(1, job.optim.micro_batch_size // 2)]
-        loss = bradley_terry_loss(model, [encoded[c] for c, _ in mb], [encoded[r] for _, r in mb], pad, float(len(items)), job.optim.bf16)
-        loss.backward()
+    for mb in D.sync_last(model, _chunks(items, max(1, job.optim.micro_batch_size // 2))):  # two sequences per pair
+        loss = bradley_terry_loss(model, [encoded[c] for c, _ in mb], [encoded[r] for _, r in mb], pad, count, job.optim.bf16)
+        loss = loss * 0.0 if ghost else loss
+        D.backward(loss)
         total += loss.item()
     return total
 
@@ -180,8 +202,16 @@ def _schedule(optimizer, job: RMTrainJob, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _out_of_time(t0: float, max_minutes: float | None) -> bool:
+    """The time limit, decided alike on every process (one all-reduce), so that all stop together."""
+    if max_minutes is None:
+        return False
+    return bool(D.all_reduce_max(int(time.perf_counter() - t0 >= 60 * max_minutes)))
+
+
 def train_reward_model(job: RMTrainJob, kind: str) -> dict:
-    """Train an ORM (`kind="orm"`) or PRM (`"prm"`) as `job` says; returns the summary it saves."""
+    """Train an ORM (`kind="orm"`) or PRM (`"prm"`) as `job` says; returns the summary it saves
+    (rank 0 writes it; under several processes every process returns it)."""
     from tqdm.auto import tqdm
 
     from tinyr1.io import write_json_atomic, write_jsonl
@@ -191,11 +221,15 @@ def train_reward_model(job: RMTrainJob, kind: str) -> dict:
     if (out / META_FILE).is_file():
         raise UserError(f"{out} already holds a reward model; pick another train.out (--out) or delete it")
     objective = t.objective if kind == "orm" else "bce"
+    if t.batch_size < D.world_size():
+        raise UserError(f"train.batch_size ({t.batch_size}) is smaller than the number of processes ({D.world_size()}): "
+                        "each process needs at least one example (or pair) per step")
     # 1. data (read and checked before any model loads)
     examples = orm_examples(t.data) if kind == "orm" else prm_examples(t.data, soft=t.target == "soft")
     # 2. model: a token scorer on the base LM
     torch.manual_seed(t.seed)
-    model, tokenizer = build_scorer(job.model, job.lora)
+    with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
+        model, tokenizer = build_scorer(job.model, job.lora)
     encoded = [encode(tokenizer, ex.prompt, ex.pieces, t.max_length) for ex in examples]
     make_items, step_fn = LOSSES[objective]
     items = make_items(job, examples, encoded)
@@ -204,34 +238,42 @@ def train_reward_model(job: RMTrainJob, kind: str) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=job.optim.lr, weight_decay=job.optim.weight_decay)
     scheduler = _schedule(optimizer, job, total)
-    # 3. loop: shuffled batches, one optimizer step each
+    model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
+    # 3. loop: shuffled batches (the same order on every process), one optimizer step each
     rng, metrics, step, t0 = random.Random(t.seed), [], 0, time.perf_counter()
-    bar = tqdm(total=total, desc=f"{kind} train", unit="step", disable=not t.progress)
+    bar = tqdm(total=total, desc=f"{kind} train", unit="step", disable=not (t.progress and D.is_main()))
     model.train()
-    while step < total and (t.max_minutes is None or time.perf_counter() - t0 < 60 * t.max_minutes):
+    while step < total and not _out_of_time(t0, t.max_minutes):
         order = rng.sample(items, len(items))
         for k in range(0, len(order), t.batch_size):
             optimizer.zero_grad(set_to_none=True)
-            loss = step_fn(model, job, order[k : k + t.batch_size], examples, encoded, tokenizer.pad_token_id)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, job.optim.grad_clip if job.optim.grad_clip > 0 else float("inf"))
+            batch = order[k : k + t.batch_size]
+            mine = list(D.shard(batch))  # this process's contiguous share of the step's examples (or pairs)
+            loss = step_fn(model, job, mine or batch[:1], examples, encoded, tokenizer.pad_token_id, ghost=not mine)
+            grad_norm = D.clip_grad_norm_(params, job.optim.grad_clip if job.optim.grad_clip > 0 else float("inf"))
             optimizer.step()
             scheduler.step()
             step += 1
+            # each process's loss is its share x W: their mean is the step's loss
+            loss = D.reduce_dict({"loss": loss}, "mean")["loss"]
             metrics.append({"step": step, "loss": loss, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
                             "time/elapsed": round(time.perf_counter() - t0, 2)})
             bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
             bar.update(1)
-            if step >= total or (t.max_minutes is not None and time.perf_counter() - t0 >= 60 * t.max_minutes):
+            if step >= total or _out_of_time(t0, t.max_minutes):
                 break
     bar.close()
-    # 4. save: the scorer, its tokenizer and metadata, then the loss curve and summary
+    # 4. save (rank 0): the scorer, its tokenizer and metadata, then the loss curve and summary
+    model = D.unwrap(model)
     model.eval()
     base = str(Path(job.model.name).resolve()) if Path(job.model.name).expanduser().exists() else job.model.name
     first, last = metrics[0]["loss"], sum(m["loss"] for m in metrics[-5:]) / len(metrics[-5:])
     summary = {"kind": kind, "objective": objective, "target": t.target if kind == "prm" else "hard", "base": base,
                "lora_rank": job.lora.rank, "data": str(t.data), "examples": len(examples), "items": len(items), "steps": step,
                "loss_first_step": first, "loss_last_5_steps": last, "train_seconds": round(time.perf_counter() - t0, 1)}
-    save_scorer(model, tokenizer, out, summary)
-    write_jsonl(out / "metrics.jsonl", metrics)
-    write_json_atomic(out / "summary.json", summary)
+    if D.is_main():
+        save_scorer(model, tokenizer, out, summary)
+        write_jsonl(out / "metrics.jsonl", metrics)
+        write_json_atomic(out / "summary.json", summary)
+    D.barrier()  # the folder is complete before any process returns
     return summary
