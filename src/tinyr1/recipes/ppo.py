@@ -33,7 +33,7 @@ import torch
 
 from tinyr1 import distributed as D
 from tinyr1.algorithms.advantages import gae, whiten
-from tinyr1.algorithms.logprobs import entropy_from_logits, token_logprobs
+from tinyr1.algorithms.logprobs import token_logprobs, token_logprobs_and_entropy
 from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
 from tinyr1.config import TrainJob
 from tinyr1.recipes import setup as S
@@ -74,13 +74,13 @@ def forward(model, critic: Critic, ids, mask, bf16: bool, with_entropy: bool = F
         v = critic(out.hidden_states[-1], ids_w.to(device), mask_w.to(device))
     logp = torch.zeros(ids.shape, device=device)
     values = torch.zeros(ids.shape, device=device)
-    logp[:, 1:width] = token_logprobs(out.logits[:, :-1], ids_w[:, 1:].to(device))
     values[:, 1:width] = v[:, :-1]  # the state before token t is the hidden state at t - 1
     entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = torch.zeros(ids.shape, device=device)
-            entropy[:, 1:width] = entropy_from_logits(out.logits[:, :-1].detach())
+    if with_entropy:  # one pass over the logits for both
+        entropy = torch.zeros(ids.shape, device=device)
+        logp[:, 1:width], entropy[:, 1:width] = token_logprobs_and_entropy(out.logits[:, :-1], ids_w[:, 1:].to(device))
+    else:
+        logp[:, 1:width] = token_logprobs(out.logits[:, :-1], ids_w[:, 1:].to(device))
     return logp.cpu(), values.cpu(), entropy
 
 
