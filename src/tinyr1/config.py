@@ -186,6 +186,10 @@ class OptimConfig:
     """GRPO update without padding: each micro-batch's sequences are packed into rows as long as
     its longest one, attention kept apart by position ids. Same loss; pays off when lengths vary
     a lot or attention kernels skip masked blocks (GPU); on CPU, sorted micro-batches leave little padding."""
+    share_prompt: bool = True
+    """GRPO update: run each group's prompt once and repeat its keys/values for the group's G
+    responses (micro-batches of whole groups). Same loss and gradients; 1/G of the prompt compute.
+    Not combined with padding_free or gradient_checkpointing (those run every row in full)."""
 
 
 @dataclass

@@ -19,7 +19,9 @@ How one training step spreads over W processes (every process runs the same loop
   because DDP AVERAGES gradients over the W processes, each process divides by global / W.
 - Files: only rank 0 writes (metrics, samples, checkpoints, final/, plots, summary) and shows
   progress bars. On resume every rank loads the checkpoint, so the run folder must be on a
-  filesystem every node sees. Checkpoints keep each rank's RNG state.
+  filesystem every node sees. Checkpoints keep each rank's RNG state. Sharded weights and
+  optimizer state (FSDP2; weights under ZeRO-3) are first gathered by every process
+  (`full_state_dict`, `full_optimizer_state`), so files hold whole tensors, as in one process.
 - Held-out evaluation is sharded: each process evaluates a contiguous slice of the problems, the
   per-problem rows are gathered and every process computes the same summary.
 
@@ -63,7 +65,20 @@ def init(cpu: bool = False) -> None:
     import torch
     from accelerate import Accelerator
 
-    _accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available())
+    check_engine(accelerator)
+    _accelerator = accelerator
+
+
+def check_engine(accelerator) -> None:
+    """Refuse FSDP1: tinyr1 gathers sharded weights as FSDP2's DTensors (`full_state_dict`)."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version != 2:
+        from tinyr1.errors import UserError
+
+        raise UserError("the accelerate config selects FSDP1, which tinyr1 does not support: set fsdp_version: 2 "
+                        "under fsdp_config (see configs/accelerate/fsdp.yaml)")
 
 
 def shutdown() -> None:
@@ -204,6 +219,127 @@ def prepare(*objects):
 def unwrap(model):
     """The plain model inside a DDP / FSDP wrapper (for saving, sampling copies, disabling adapters)."""
     return _accelerator.unwrap_model(model) if _accelerator is not None else model
+
+
+# ----------------------------------------------------------------------------- sharded weights (FSDP2, ZeRO-3)
+# FSDP2 turns every parameter into a DTensor holding this process's shard; DeepSpeed ZeRO-3 leaves
+# an empty placeholder with a `ds_id`. Saving, sampling copies and resume need the FULL tensors:
+# every process must take part in gathering them (collectives), in the same order.
+
+
+def _zero3_params(model) -> list:
+    return [p for p in model.parameters() if hasattr(p, "ds_id")]
+
+
+def is_sharded(model) -> bool:
+    """True when the model's parameters are shards (FSDP2 DTensors or DeepSpeed ZeRO-3 partitions)."""
+    if _accelerator is None:
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) or hasattr(p, "ds_id") for p in unwrap(model).parameters())
+
+
+def full_state_dict(model, main_only: bool = False) -> dict[str, Any]:
+    """The model's state dict with whole tensors: the plain `state_dict()` in one process and under
+    DDP; FSDP2 DTensors and ZeRO-3 partitions gathered. A collective when sharded: call it on every process.
+
+    `main_only` (for saving): rank 0 keeps the gathered tensors, on CPU; the others return {}.
+    Tied weights (one parameter under two names) stay one tensor, as `save_pretrained` expects.
+    """
+    model = unwrap(model)
+    if not is_sharded(model):
+        return model.state_dict()
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    zero3 = _zero3_params(model)
+    if zero3:
+        import deepspeed  # only on this path: DeepSpeed is an optional extra
+
+        gathering = deepspeed.zero.GatheredParameters(zero3, modifier_rank=None)
+    else:
+        gathering = contextlib.nullcontext()
+    owner = {name: id(p) for name, p in model.named_parameters(remove_duplicate=False)}
+    keep = not main_only or is_main()
+    gathered: dict[Any, Any] = {}
+    out: dict[str, Any] = {}
+    with torch.no_grad(), gathering:
+        for name, value in model.state_dict().items():
+            key = owner.get(name, name)
+            if key not in gathered:  # every process gathers the same tensors in the same order
+                t = value.full_tensor() if isinstance(value, DTensor) else value.clone() if zero3 else value
+                gathered[key] = (t.cpu() if main_only else t) if keep else None
+            out[name] = gathered[key]
+    return out if keep else {}
+
+
+@contextlib.contextmanager
+def loading_full(model):
+    """Around a `load_state_dict` of whole tensors (a checkpoint's) into the model: under FSDP2 each
+    process copies its shard out of them; under ZeRO-3 the partitions are gathered, filled, and
+    rank 0's values partitioned again. Nothing in one process or under DDP. Every process enters it."""
+    if not is_sharded(model):
+        yield
+        return
+    zero3 = _zero3_params(unwrap(model))
+    if zero3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(zero3, modifier_rank=0):
+            yield
+    else:
+        from torch.distributed.tensor.experimental import implicit_replication
+
+        with implicit_replication():  # a plain tensor counts as a replicated DTensor: copy_ takes the local shard
+            yield
+
+
+def full_optimizer_state(optimizer, main_only: bool = False) -> dict[str, Any]:
+    """`optimizer.state_dict()` with FSDP2's DTensor shards gathered into whole tensors: the format of
+    one process, so a checkpoint resumes under any engine. As is in one process and under DDP.
+    A collective under FSDP2: call it on every process. `main_only`: as in `full_state_dict`."""
+    state = optimizer.state_dict()
+    if _accelerator is None:
+        return state
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(v, DTensor) for s in state["state"].values() for v in s.values()):
+        return state
+    keep = not main_only or is_main()
+    full: dict[Any, dict[str, Any]] = {}
+    for i in sorted(state["state"]):  # the same order on every process
+        full[i] = {}
+        for k in sorted(state["state"][i]):
+            v = state["state"][i][k]
+            v = v.full_tensor() if isinstance(v, DTensor) else v
+            if keep:
+                full[i][k] = v.cpu() if main_only and hasattr(v, "cpu") else v
+    return {"state": full, "param_groups": state["param_groups"]} if keep else {}
+
+
+def load_optimizer_state(optimizer, state: dict[str, Any]) -> None:
+    """`optimizer.load_state_dict` of a whole (one-process format) state; under FSDP2 each process
+    keeps its shard of every tensor shaped like its parameter. Refused under DeepSpeed, whose
+    optimizer state is one partition per process, which tinyr1 checkpoints do not hold."""
+    if _accelerator is not None:
+        from accelerate.utils import DistributedType
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        if _accelerator.distributed_type == DistributedType.DEEPSPEED:
+            from tinyr1.errors import UserError
+
+            raise UserError("resuming under DeepSpeed is not supported: its optimizer state is partitioned over the "
+                            "processes (use DDP or FSDP2, configs/accelerate/ddp.yaml or fsdp.yaml)")
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if any(isinstance(p, DTensor) for p in params):
+            def shard(v, p):  # src_data_rank=None: every process holds the whole tensor, no communication
+                if isinstance(p, DTensor) and hasattr(v, "shape") and v.shape == p.shape:
+                    return distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
+                return v
+
+            state = dict(state, state={i: {k: shard(v, params[i]) for k, v in s.items()} for i, s in state["state"].items()})
+    optimizer.load_state_dict(state)
 
 
 def seed_per_rank(seed: int) -> None:

@@ -217,6 +217,79 @@ def sharded_eval(model_dir, problems_file, runs) -> dict:
                 greedy=[row["response"] for row in r.rows if row["mode"] == "greedy"])
 
 
+# ----------------------------------------------------------------------------- FSDP2 (sharded weights)
+
+FSDP2_CASES = {"full": dict(lora__rank=0), "lora": dict(lora__rank=4)}
+
+
+def shard_policy(model):
+    """FSDP2 as accelerate's fsdp.yaml applies it: each decoder layer, then the root (torch's own
+    `fully_shard` on gloo, since accelerate runs FSDP on GPUs only). Unsharded in one process."""
+    if D.world_size() > 1:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in getattr(model, "get_base_model", lambda: model)().model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+    return model
+
+
+def fsdp2_step(model, optimizer, scheduler) -> None:
+    """One optimizer step of next-token loss on this process's rows of a fixed batch (FSDP2 averages gradients)."""
+    ids = torch.randint(5, 300, (4, 10), generator=torch.Generator().manual_seed(7))
+    mine = ids[list(D.shard(range(len(ids))))]
+    model(input_ids=mine, labels=mine).loss.backward()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+
+
+def fsdp2_policy(job):
+    from tinyr1.recipes import setup as S
+
+    torch.manual_seed(0)
+    model, tokenizer = S.build_policy(job)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # non-zero adapters from the start, so that merging them shows
+            torch.nn.init.normal_(p, std=0.1, generator=torch.Generator().manual_seed(len(name)))
+    return model, tokenizer
+
+
+def fsdp2_run(case: str, model_dir, problems_file, runs) -> dict:
+    """The tiny policy sharded by FSDP2 (2 processes) or whole (1 process): its gathered state dict,
+    a checkpoint after step 1, step 2 straight and resumed from that checkpoint into a freshly
+    sharded policy, and the sampling copy refreshed after step 2."""
+    from tinyr1.recipes import setup as S
+    from tinyr1.rollout.policy_copy import SamplingCopy
+
+    job = make_job(model_dir, problems_file, runs, run__name=f"fsdp2-{case}", **FSDP2_CASES[case])
+    model, tokenizer = fsdp2_policy(job)
+    whole = {k: v.clone() for k, v in model.state_dict().items()}
+    sampler = SamplingCopy(model, job.model, "float32")  # built before sharding, as the recipes do
+    shard_policy(model)
+    sharded = D.world_size() > 1 and all(type(p).__name__ == "DTensor" for p in model.parameters())
+    full = D.full_state_dict(model)
+    gathered_ok = full.keys() == whole.keys() and all(torch.equal(full[k], whole[k]) and type(full[k]) is torch.Tensor for k in whole)
+    optimizer, scheduler = S.build_optimizer(model, job)
+    run_dir = D.broadcast_object(S.new_run_dir(job) if D.is_main() else None)
+    stream = S.load_data(job).stream
+    fsdp2_step(model, optimizer, scheduler)
+    ckpt = S.save_checkpoint(run_dir, 1, model, tokenizer, optimizer, scheduler, stream, 0.0)
+    fsdp2_step(model, optimizer, scheduler)
+    straight = D.full_state_dict(model)
+    copy = {k: v.clone() for k, v in sampler.refresh(model).state_dict().items()}
+
+    fresh, _ = fsdp2_policy(job)
+    shard_policy(fresh)
+    optimizer, scheduler = S.build_optimizer(fresh, job)
+    S.load_checkpoint(ckpt, fresh, optimizer, scheduler, S.load_data(job).stream)
+    restored = D.full_state_dict(fresh)
+    fsdp2_step(fresh, optimizer, scheduler)
+    return dict(whole=whole, sharded=D.gather_objects(sharded), gathered_ok=D.gather_objects(gathered_ok),
+                checkpoint=ckpt, straight=straight, restored=restored, resumed=D.full_state_dict(fresh),
+                copies=D.gather_objects(copy))
+
+
 RM_CLI = ["rm", "train", "--max-steps=1", "--model.device=cpu", "--lora.rank=0", "--train.batch_size=4", "--train.progress=false"]
 
 
@@ -269,6 +342,8 @@ def main(model_dir: str, problems_file: str, out: str) -> None:
     for case in RM_CASES:
         rm_train(case, model_dir, data_dir, runs)
     results["eval"] = sharded_eval(model_dir, problems_file, runs)
+    for case in FSDP2_CASES:  # last of the training scenarios: nothing after it prepares models with DDP
+        results[f"fsdp2/{case}"] = fsdp2_run(case, model_dir, problems_file, runs)
     if D.is_main():
         torch.save(results, out_dir / "results.pt")
     rank = D.rank()

@@ -110,3 +110,96 @@ def test_shipped_accelerate_configs_are_read_by_accelerate(name, engine):
 def test_batches_that_split_are_accepted():
     validate_train(load_config(TrainJob, None, {"grpo": {"batch_size": 32, "group_size": 8}}), world_size=4)
     validate_train(load_config(TrainJob, None, {"algorithm": "sft", "sft": {"batch_size": 16}}), world_size=8)
+
+
+# ----------------------------------------------------------------------------- sharded weights: one process
+
+
+def test_check_engine_refuses_fsdp1_and_accepts_fsdp2_and_ddp():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    def fake(kind, version=None):
+        return SimpleNamespace(distributed_type=kind, state=SimpleNamespace(fsdp_plugin=SimpleNamespace(fsdp_version=version)))
+
+    with pytest.raises(UserError, match="fsdp_version: 2"):
+        D.check_engine(fake(DistributedType.FSDP, 1))
+    D.check_engine(fake(DistributedType.FSDP, 2))
+    D.check_engine(fake(DistributedType.MULTI_CPU))
+
+
+def _trained_policy(tiny_model_dir, tmp_path, lora: int):
+    """A policy and optimizer after one step (non-zero adapters), as the FSDP2 scenario makes them."""
+    from . import scenarios
+
+    job = scenarios.make_job(tiny_model_dir, tmp_path / "problems.jsonl", tmp_path, lora__rank=lora)
+    model, tokenizer = scenarios.fsdp2_policy(job)
+    optimizer, scheduler = S.build_optimizer(model, job)
+    scenarios.fsdp2_step(model, optimizer, scheduler)
+    return job, model, tokenizer, optimizer, scheduler
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_one_process_checkpoints_and_final_are_what_save_pretrained_wrote_before(lora, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    _, model, tokenizer, optimizer, scheduler = _trained_policy(tiny_model_dir, tmp_path, lora)
+    full = D.full_state_dict(model)
+    assert not D.is_sharded(model) and full.keys() == model.state_dict().keys()
+    assert all(full[k].data_ptr() == v.data_ptr() for k, v in model.state_dict().items())  # the plain state dict: no copies
+    stream = S.ProblemStream([Problem(str(i), f"q{i}", str(i)) for i in range(4)], seed=0)
+    ckpt = S.save_checkpoint(tmp_path, 1, model, tokenizer, optimizer, scheduler, stream, 0.0)
+    final = S.save_final(tmp_path, model, tokenizer)
+    model.save_pretrained(tmp_path / "before")  # how both were written before
+    name = "adapter_model.safetensors" if lora else "model.safetensors"
+    expected = load_file(tmp_path / "before" / name)
+    assert len(expected) == (28 if lora else 20)  # adapter keys only / no untied lm_head
+    for folder in (ckpt, final):
+        got = load_file(folder / name)
+        assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
+    saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)["optimizer"]
+    state = optimizer.state_dict()
+    assert saved["param_groups"] == state["param_groups"] and saved["state"].keys() == state["state"].keys()
+    assert all(torch.equal(saved["state"][i][k], v) for i, s in state["state"].items() for k, v in s.items())
+
+
+def test_one_process_resume_restores_the_optimizer_as_load_state_dict(tiny_model_dir, tmp_path):
+    _, model, _, optimizer, _ = _trained_policy(tiny_model_dir, tmp_path, 4)
+    state = D.full_optimizer_state(optimizer)
+    fresh = torch.optim.AdamW(S.trainable_parameters(model), lr=0.01)
+    D.load_optimizer_state(fresh, state)
+    with D.loading_full(model):  # nothing to do in one process
+        pass
+    assert fresh.state_dict()["param_groups"] == optimizer.state_dict()["param_groups"]
+    for i, s in optimizer.state_dict()["state"].items():
+        assert all(torch.equal(fresh.state_dict()["state"][i][k], v) for k, v in s.items())
+
+
+def test_merged_state_dict_equals_peft_merging_the_adapters_in(tiny_model_dir, tmp_path):
+    import copy
+
+    from peft.tuners.lora import LoraLayer
+
+    from tinyr1.rollout.policy_copy import SamplingCopy, merged_state_dict
+
+    _, model, *_ = _trained_policy(tiny_model_dir, tmp_path, 4)
+    merged = merged_state_dict(model)
+    base = model.get_base_model()
+    n = 0
+    for name, module in base.named_modules():  # the computation before: peft's deltas from the module's own weights
+        if isinstance(module, LoraLayer):
+            old = module.get_base_layer().weight + sum(module.get_delta_weight(a) for a in module.active_adapters)
+            assert torch.equal(merged[f"{name}.weight"], old), name
+            n += 1
+    assert n == 14 and not any("lora_" in k or "base_layer" in k for k in merged)
+    plain = copy.deepcopy(model).merge_and_unload().state_dict()
+    assert merged.keys() == plain.keys()
+    for k in plain:
+        torch.testing.assert_close(merged[k], plain[k], rtol=1e-6, atol=1e-7)
+    q = "model.layers.0.self_attn.q_proj"
+    assert not torch.allclose(merged[f"{q}.weight"], base.state_dict()[f"{q}.base_layer.weight"], atol=1e-3)
+    # a whole float32 model samples itself, as before
+    full_job, full_model, *_ = _trained_policy(tiny_model_dir, tmp_path / "full", 0)
+    sampler = SamplingCopy(full_model, full_job.model, "float32")
+    assert sampler.model is None and sampler.refresh(full_model) is full_model

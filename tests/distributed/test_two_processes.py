@@ -219,3 +219,83 @@ def test_sharded_eval_gathers_every_problem_in_order(two, tiny_model_dir, tmp_pa
     for key in ("n", "correct", "accuracy", "parsed_rate", "mean_response_tokens"):
         assert two_["summary"][key] == one["summary"][key], key
     assert {"pass@1", "pass@2", "maj@2"} <= two_["summary"].keys()
+
+
+# ----------------------------------------------------------------------------- FSDP2: sharded weights
+
+
+@pytest.fixture(scope="module")
+def one_fsdp2(two, tiny_model_dir, tmp_path_factory):
+    """The FSDP2 scenario run here, on 1 process (whole weights), once per case."""
+    out, _ = two
+    done = {}
+
+    def run(case: str) -> dict:
+        if case not in done:
+            done[case] = scenarios.fsdp2_run(case, tiny_model_dir, out / "problems.jsonl", tmp_path_factory.mktemp("one"))
+        return done[case]
+
+    return run
+
+
+def _weights_file(ckpt: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(ckpt / ("adapter_model.safetensors" if (ckpt / "adapter_config.json").is_file() else "model.safetensors"))
+
+
+@pytest.mark.parametrize("case", list(scenarios.FSDP2_CASES))
+def test_fsdp2_full_state_dict_gathers_the_unsharded_weights_on_every_process(case, two):
+    _, results = two
+    r = results[f"fsdp2/{case}"]
+    assert r["sharded"] == [True, True]  # every parameter was a DTensor shard on both processes
+    assert r["gathered_ok"] == [True, True]  # and both gathered exactly the weights before sharding, as plain tensors
+
+
+@pytest.mark.parametrize("case", list(scenarios.FSDP2_CASES))
+def test_fsdp2_checkpoint_holds_the_whole_weights_and_optimizer_state(case, two, one_fsdp2):
+    _, results = two
+    two_, one = results[f"fsdp2/{case}"], one_fsdp2(case)
+    a, b = _weights_file(two_["checkpoint"]), _weights_file(one["checkpoint"])
+    assert sorted(a) == sorted(b)  # the same keys (adapter keys only with LoRA; no untied lm_head)
+    _assert_same_weights(a, b)
+    sa, sb = (torch.load(r["checkpoint"] / "trainer_state.pt", weights_only=False)["optimizer"] for r in (two_, one))
+    assert sa["param_groups"] == sb["param_groups"] and sorted(sa["state"]) == sorted(sb["state"]) and sb["state"]
+    for i, state in sb["state"].items():
+        assert sorted(sa["state"][i]) == sorted(state)
+        for key, value in state.items():  # whole tensors (a shard would have half the rows), plain and equal
+            assert type(sa["state"][i][key]) is torch.Tensor and sa["state"][i][key].shape == value.shape, (i, key)
+            torch.testing.assert_close(sa["state"][i][key], value, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", list(scenarios.FSDP2_CASES))
+def test_fsdp2_resume_into_a_freshly_sharded_policy_continues_exactly(case, two, one_fsdp2):
+    _, results = two
+    r = results[f"fsdp2/{case}"]
+    trained = [k for k in r["whole"] if "lora_" in k or case == "full"]
+    # step 2 moves the weights far more than the tolerance, so equal results need the restored Adam moments
+    assert max(float((r["straight"][k] - r["restored"][k]).abs().max()) for k in trained) > 1e-3
+    for k in r["straight"]:
+        torch.testing.assert_close(r["resumed"][k], r["straight"][k], rtol=1e-6, atol=1e-7, msg=lambda m: f"{k}: {m}")
+    _assert_same_weights(r["straight"], one_fsdp2(case)["straight"])  # and the 1-process run's two steps
+
+
+@pytest.mark.parametrize("case", list(scenarios.FSDP2_CASES))
+def test_fsdp2_sampling_copy_gets_the_whole_merged_weights(case, two, tiny_model_dir):
+    from tinyr1.rollout.policy_copy import SamplingCopy
+
+    out, results = two
+    r = results[f"fsdp2/{case}"]
+    rank0, rank1 = r["copies"]
+    # the same weights in an unsharded policy, refreshed in this process
+    job = scenarios.make_job(tiny_model_dir, out / "problems.jsonl", out, **scenarios.FSDP2_CASES[case])
+    policy, _ = scenarios.fsdp2_policy(job)
+    policy.load_state_dict(r["straight"])
+    here = SamplingCopy(policy, job.model, "float32").refresh(policy).state_dict()
+    assert rank0.keys() == rank1.keys() == here.keys()
+    for k in here:
+        assert torch.equal(rank0[k], rank1[k]), k
+        torch.testing.assert_close(rank0[k], here[k], rtol=1e-6, atol=1e-7, msg=lambda m: f"{k}: {m}")
+    if case == "lora":  # the adapters were merged in: q_proj differs from its frozen base weight
+        name = "model.layers.0.self_attn.q_proj"
+        assert float((rank0[f"{name}.weight"] - r["whole"][f"base_model.model.{name}.base_layer.weight"]).abs().max()) > 1e-3

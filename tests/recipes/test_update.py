@@ -126,3 +126,87 @@ def test_right_padded_rows_give_the_same_logprobs_without_a_mask(tiny_job, monke
     for i in range(3):
         n = int(r.attention_mask[i].sum())
         torch.testing.assert_close(fast[i, 1:n], masked[i, width - n + 1 :], rtol=1e-4, atol=1e-5)
+
+
+def _groups(tok):
+    """3 groups of 3 rows: prompts of 5, 3 and 4 tokens; responses of varied length (one empty)."""
+    prompts = [[5, 6, 7, 8, 9]] * 3 + [[5, 6, 7]] * 3 + [[11, 12, 13, 14]] * 3
+    responses = [[20, 21, 22], [23], [24, 25, 26, 27, 28, 29], [30, 31], [32, 33, 34, 35, 36, 37, 38], [],
+                 [40], [41, 42], [43, 44, 45]]
+    return S.build_rollout(prompts, responses, [True] * 9, [], [""] * 9, 3, tok.pad_token_id)
+
+
+@pytest.mark.parametrize("rows, per_pass", [(slice(0, 9), 4), (slice(0, 9), 1), (slice(3, 6), 4), (slice(0, 3), 2)])
+def test_shared_prompt_pass_gives_the_per_row_logprobs_entropies_and_gradients(tiny_job, rows, per_pass):
+    """Each group's prompt run once and its keys/values repeated: the numbers and gradients of a
+    full forward per row (uneven prompt lengths, left-padded, and a single group, unpadded)."""
+    job = tiny_job()
+    model, tok = S.build_policy(job)
+    _randomise_adapters(model)
+    r = _groups(tok)
+    assert S.shares_prompts(r)
+    ids, att, resp = r.input_ids[rows], r.attention_mask[rows], r.response_mask[rows]
+    width = int(att.sum(-1).max())
+    ids, att, resp = ids[:, :width], att[:, :width], resp[:, :width]
+    ref, ref_ent = S.sequence_logprobs(model, ids, att, with_entropy=True)
+    got, got_ent = S.shared_prompt_logprobs(model, ids, att, resp, 3, with_entropy=True, rows_per_pass=per_pass)
+    on = resp > 0
+    assert on.sum() > 0 and (got[~on] == 0).all()
+    torch.testing.assert_close(got[on], ref[on], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_ent[on], ref_ent[on], rtol=1e-5, atol=1e-5)
+    grads = []
+    for lp in (ref, got):
+        model.zero_grad()
+        (lp * resp * torch.arange(1.0, 1.0 + resp.shape[0])[:, None]).sum().backward(retain_graph=True)  # rows weigh differently
+        grads.append(torch.cat([p.grad.flatten() for p in S.trainable_parameters(model)]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5 * float(grads[0].abs().max()))  # summed in another order
+
+
+def test_prompt_sharing_is_detected_only_when_every_group_repeats_one_prompt(tiny_job):
+    job = tiny_job()
+    _, tok = S.build_policy(job)
+    r = _groups(tok)
+    assert S.shares_prompts(r)
+    other = S.build_rollout([[5, 6, 7, 8, 9]] * 2 + [[5, 6, 7, 8, 1]], [[1], [2], [3]], [True] * 3, [], [""] * 3, 3, tok.pad_token_id)
+    assert not S.shares_prompts(other)  # same length, one token differs
+    assert not S.shares_prompts(S.build_rollout([[5, 6]] * 3, [[1]] * 3, [True] * 3, [], [""] * 3, 1, tok.pad_token_id))  # G = 1
+
+
+def test_group_micro_batches_keep_groups_whole_and_cover_every_row():
+    lengths = torch.tensor([3, 4, 2, 9, 9, 1, 5, 5, 5, 2, 2, 2])  # 4 groups of 3; longest 4, 9, 5, 2
+    batches = S.group_micro_batches(12, 3, 6, lengths)
+    assert [b.tolist() for b in batches] == [[3, 4, 5, 6, 7, 8], [0, 1, 2, 9, 10, 11]]
+    assert [b.tolist() for b in S.group_micro_batches(12, 3, 2, lengths)] == [[3, 4, 5], [6, 7, 8], [0, 1, 2], [9, 10, 11]]
+
+
+@pytest.mark.parametrize("extra", [{}, {"grpo__num_iterations": 2, "grpo__beta": 0.1}], ids=["mu1", "mu2-kl"])
+def test_one_prompt_pass_per_group_gives_the_same_update(tiny_job, extra):
+    """optim.share_prompt: the GRPO update (loss, entropy, gradient norm, new weights) equals the
+    one that runs every row in full; with num_iterations 2 the frozen old log-probs come from it too."""
+    from tinyr1.recipes.grpo import update
+
+    results = []
+    for share in (False, True):
+        job = tiny_job(optim__share_prompt=share, optim__micro_batch_size=8, **extra)
+        model, tok = S.build_policy(job)
+        _randomise_adapters(model)
+        optimizer, scheduler = S.build_optimizer(model, job)
+        prompts = [[5, 6, 7, 8, 9]] * 4 + [[11, 12, 13]] * 4 + [[7, 8]] * 4
+        responses = [[20, 21, 22], [23, 24, 25, 26, 27, 30, 31], [28], [29, 30], [40] * 9, [41, 42], [43], [44, 45, 46],
+                     [50, 51], [52], [53, 54, 55, 56], [57]]
+        rollout = S.build_rollout(prompts, responses, [True] * 12, [], [""] * 12, 4, tok.pad_token_id)
+        assert S.shares_prompts(rollout)
+        advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.25, -0.25, 0.3, 0.1, -0.2, -0.2])
+        calls = []
+        forward = model.forward
+        model.forward = lambda **kw: calls.append(kw["input_ids"].shape[0]) or forward(**kw)
+        metrics = update(model, None, optimizer, scheduler, rollout, advantages, job)
+        results.append((metrics, torch.cat([p.detach().flatten() for p in S.trainable_parameters(model)]), calls))
+    (full, w_full, calls_full), (shared, w_shared, calls_shared) = results
+    assert 1 in calls_shared and 2 in calls_shared and 1 not in calls_full  # prompt passes of 1 and 2 groups ran
+    for key in ("loss/policy", "loss/entropy", "loss/kl"):
+        assert shared[key] == pytest.approx(full[key], rel=1e-5, abs=1e-7)
+    assert shared["loss/grad_norm"] == pytest.approx(full["loss/grad_norm"], rel=1e-4)
+    assert full["loss/grad_norm"] > 0
+    torch.testing.assert_close(w_shared, w_full, rtol=1e-4, atol=1e-5)  # two Adam steps on sums taken in another order

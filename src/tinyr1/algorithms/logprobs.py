@@ -23,7 +23,10 @@ from torch import Tensor
 
 __all__ = ["entropy_from_logits", "token_logprobs", "token_logprobs_and_entropy"]
 
-DEFAULT_CHUNK_ELEMS = 1 << 24  # 16M elements: a 64 MiB float32 block
+# 1M elements: a 4 MiB float32 block, which stays in the CPU's cache across the few passes made
+# over it. Measured on the 2-core CPU here (16 x 82 positions x 49k bf16 logits, forward with
+# entropy + backward): 16M-element blocks 650 ms, 4M 280-430 ms, 1M 130 ms, 256K 130-150 ms.
+DEFAULT_CHUNK_ELEMS = 1 << 20
 
 
 def _blocks(n: int, t: int, v: int, chunk_elems: int) -> Iterator[tuple[slice, slice]]:
@@ -53,10 +56,13 @@ class _TokenLogprobs(torch.autograd.Function):
         entropy = logits.new_zeros((n, t) if with_entropy else (0,), dtype=dtype)
         for rows, cols in _blocks(n, t, v, chunk_elems):
             z = logits[rows, cols].to(dtype)
-            lse[rows, cols] = torch.logsumexp(z, dim=-1)
+            top = z.amax(-1, keepdim=True)
+            e = torch.sub(z, top).exp_()  # the one exp pass: exp(z - max)
+            total = e.sum(-1)
+            lse[rows, cols] = top.squeeze(-1) + total.log()
             out[rows, cols] = z.gather(-1, labels[rows, cols, None]).squeeze(-1) - lse[rows, cols]
-            if with_entropy:  # while the block is in float32 anyway: H = lse - sum p z
-                entropy[rows, cols] = lse[rows, cols] - (torch.exp(z - lse[rows, cols, None]) * z).sum(-1)
+            if with_entropy:  # while the block is in float32 anyway: H = lse - sum p z, p = e / total
+                entropy[rows, cols] = lse[rows, cols] - e.mul_(z).sum(-1) / total
         ctx.save_for_backward(logits, labels, lse)
         ctx.chunk_elems = chunk_elems
         ctx.mark_non_differentiable(entropy)

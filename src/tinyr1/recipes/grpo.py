@@ -154,7 +154,21 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     counts = dict(max_len=job.sampling.max_new_tokens, token_count=D.loss_divisor(mask.sum()),
                   seq_count=D.loss_divisor(int((mask.sum(-1) > 0).sum())))
     lengths = rollout.attention_mask.sum(-1)
-    batches = S.micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
+    # each group's prompt runs once when its G rows share it (`optim.share_prompt`)
+    one_prompt_pass = o.share_prompt and not o.padding_free and not o.gradient_checkpointing and S.shares_prompts(rollout)
+    if one_prompt_pass:
+        batches = S.group_micro_batches(rollout.num_sequences, rollout.group_size, o.micro_batch_size, lengths)
+    else:
+        batches = S.micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
+
+    def logprobs(mb, with_entropy=False):
+        ids, att, resp = rollout.input_ids[mb], rollout.attention_mask[mb], rollout.response_mask[mb]
+        if one_prompt_pass:  # the prompt pass through the plain module: the DDP wrapper sees one forward per backward
+            return S.shared_prompt_logprobs(model, ids, att, resp, rollout.group_size, o.bf16, with_entropy, prompt_model=D.unwrap(model))
+        if o.padding_free:
+            return S.packed_sequence_logprobs(model, ids, att, o.bf16, with_entropy=with_entropy)
+        return S.sequence_logprobs(model, ids, att, o.bf16, with_entropy=with_entropy, start=S.response_start(resp))
+
     ref = S.reference_logprobs(model, ref_model, rollout, job) if g.beta > 0 else None
     old = None
     if g.num_iterations > 1:  # the policy moves between iterations: freeze the rollout policy's log-probs
@@ -162,8 +176,7 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
         with torch.no_grad():
             old = torch.zeros(rollout.input_ids.shape)
             for mb in batches:
-                old[mb] = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16,
-                                              start=S.response_start(rollout.response_mask[mb]))[0].cpu()
+                old[mb] = logprobs(mb)[0].cpu()
     params = S.trainable_parameters(model)
     stats: dict[str, float] = {}
     model.train()
@@ -171,12 +184,7 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     for it in range(g.num_iterations):
         optimizer.zero_grad(set_to_none=True)
         for mb in D.sync_last(model, batches):  # gradients all-reduced once, in the last micro-batch's backward
-            if o.padding_free:
-                logp, entropy = S.packed_sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16,
-                                                           with_entropy=True)
-            else:
-                logp, entropy = S.sequence_logprobs(model, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16,
-                                                    with_entropy=True, start=S.response_start(rollout.response_mask[mb]))
+            logp, entropy = logprobs(mb, with_entropy=True)
             logp, m = logp.cpu(), mask[mb]
             old_mb = old[mb] if old is not None else logp.detach()
             loss, pstats = policy_loss(logp, old_mb, advantages[mb], m, g.clip_low, g.clip_high, g.loss_aggregation, **counts)

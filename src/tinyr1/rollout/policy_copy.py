@@ -36,23 +36,42 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
+class _Delta(torch.nn.Module):
+    """Calls peft's `get_delta_weight` of a LoRA layer, so that `functional_call` can run it on given tensors."""
+
+    def __init__(self, lora):
+        super().__init__()
+        self.lora = lora
+
+    def forward(self, adapters):
+        return sum(self.lora.get_delta_weight(a) for a in adapters)
+
+
 def merged_state_dict(policy) -> dict[str, torch.Tensor]:
-    """The policy's weights with every LoRA delta added in, under the plain model's key names."""
+    """The policy's weights with every LoRA delta added in, under the plain model's key names.
+
+    Read from `distributed.full_state_dict`, so a sharded policy (FSDP2, ZeRO-3) gives the whole
+    weights on every process (a collective then: every process calls it). The deltas are peft's
+    own, computed from those whole tensors in place of the layer's (possibly sharded) parameters.
+    """
+    from tinyr1 import distributed as D
+
     if not hasattr(policy, "peft_config"):
-        return policy.state_dict()
+        return D.full_state_dict(policy)
     from peft.tuners.lora import LoraLayer
 
     base = policy.get_base_model()
+    full = D.full_state_dict(base)
     merged: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, module in base.named_modules():
             if isinstance(module, LoraLayer):
-                layer = module.get_base_layer()
-                delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
-                merged[f"{name}.weight"] = layer.weight + delta
-                if getattr(layer, "bias", None) is not None:
-                    merged[f"{name}.bias"] = layer.bias
-        for name, tensor in base.state_dict().items():
+                own = {f"lora.{k}": full[f"{name}.{k}"] for k, _ in module.named_parameters()}
+                delta = torch.func.functional_call(_Delta(module), own, (module.active_adapters,))
+                merged[f"{name}.weight"] = full[f"{name}.base_layer.weight"] + delta
+                if f"{name}.base_layer.bias" in full:
+                    merged[f"{name}.bias"] = full[f"{name}.base_layer.bias"]
+        for name, tensor in full.items():
             if "lora_" in name or ".base_layer." in name:
                 continue
             merged.setdefault(name, tensor)
@@ -60,25 +79,34 @@ def merged_state_dict(policy) -> dict[str, torch.Tensor]:
 
 
 class SamplingCopy:
-    """Holds the sampling model; `refresh(policy)` copies the current weights into it."""
+    """Holds the sampling model; `refresh(policy)` copies the current weights into it.
+
+    A sharded policy (FSDP2, ZeRO-3) never samples itself: each process decodes a different number
+    of tokens, and every forward of a sharded model is a collective. It gets a copy at its first refresh.
+    """
 
     def __init__(self, policy, model_cfg, dtype: str = "auto"):
-        from tinyr1.models.load import load_model
-
         device = next(policy.parameters()).device
+        self.model_cfg, self.device = model_cfg, device
         self.dtype = resolve_dtype(dtype, device)
         plain = not hasattr(policy, "peft_config")
-        if plain and self.dtype == torch.float32:
-            self.model = None  # the policy itself samples: no copy needed
-        else:
-            name = "bfloat16" if self.dtype == torch.bfloat16 else "float32"
-            self.model, _ = load_model(dataclasses.replace(model_cfg, dtype=name, device=device.type), merge_adapter=True)
-            self.model.requires_grad_(False)
+        self.model = None if plain and self.dtype == torch.float32 else self._load()  # None: the policy itself samples
+
+    def _load(self):
+        from tinyr1.models.load import load_model
+
+        name = "bfloat16" if self.dtype == torch.bfloat16 else "float32"
+        model, _ = load_model(dataclasses.replace(self.model_cfg, dtype=name, device=self.device.type), merge_adapter=True)
+        return model.requires_grad_(False)
 
     def refresh(self, policy):
         """Copy the policy's current (merged) weights in; returns the model to sample with."""
+        from tinyr1 import distributed as D
+
         if self.model is None:
-            return policy
+            if not D.is_sharded(policy):
+                return policy
+            self.model = self._load()
         missing, unexpected = self.model.load_state_dict(merged_state_dict(policy), strict=False)
         tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
         if set(missing) - tied or unexpected:
