@@ -11,6 +11,7 @@ def _lora_policy(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
     base, _ = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
+    torch.manual_seed(0)  # random adapters (init_lora_weights=False): the same whatever ran before
     policy = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
     return policy
 

@@ -75,13 +75,14 @@ def build_scorer(model_cfg: ModelConfig, lora: LoraConfig):
     return model, tokenizer
 
 
-def save_scorer(model, tokenizer, out: str | Path, meta: dict[str, Any]) -> Path:
-    """Write the model (or adapter), tokenizer and metadata to `out`, atomically (temp + rename)."""
+def save_scorer(model, tokenizer, out: str | Path, meta: dict[str, Any], state_dict: dict | None = None) -> Path:
+    """Write the model (or adapter), tokenizer and metadata to `out`, atomically (temp + rename).
+    `state_dict`: the weights to write when the model's own are shards (`distributed.full_state_dict`)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     old = out.parent / f".{out.name}.old"

@@ -215,7 +215,8 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
     kl_coef = run.extra.get("kl_coef", job.ppo.kl_coef)
     if "critic" in run.extra:
-        D.unwrap(critic).load_state_dict(run.extra["critic"])
+        with D.loading_full(critic):  # under FSDP2 each process keeps its shard of the whole tensors
+            D.unwrap(critic).load_state_dict(run.extra["critic"])
     for step in run.steps():
         t_step, timer = time.perf_counter(), {}
         # 1. rollout: one response per prompt, each process its ppo.batch_size / W prompts
@@ -250,8 +251,9 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
         if "correctness" in all_fn:
             metrics["reward/accuracy"] = all_fn["correctness"].mean().item()
         S.log_samples(run_dir, step, rollout, outcome, per_fn, exp["advantages"][:, 0], job.run.log_samples)
-        run.end_step(step, metrics, extra={"critic": D.unwrap(critic).state_dict(), "kl_coef": kl_coef})
+        run.end_step(step, metrics, extra=lambda: {"critic": D.full_state_dict(critic, main_only=True), "kl_coef": kl_coef})
     summary = run.finish()
+    critic_weights = D.full_state_dict(critic, main_only=True)  # every process: sharded weights are gathered
     if D.is_main():
-        torch.save(D.unwrap(critic).state_dict(), run_dir / "final" / "critic.pt")
+        torch.save(critic_weights, run_dir / "final" / "critic.pt")
     return summary

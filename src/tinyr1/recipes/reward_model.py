@@ -271,8 +271,9 @@ def train_reward_model(job: RMTrainJob, kind: str) -> dict:
     summary = {"kind": kind, "objective": objective, "target": t.target if kind == "prm" else "hard", "base": base,
                "lora_rank": job.lora.rank, "data": str(t.data), "examples": len(examples), "items": len(items), "steps": step,
                "loss_first_step": first, "loss_last_5_steps": last, "train_seconds": round(time.perf_counter() - t0, 1)}
+    weights = D.full_state_dict(model, main_only=True)  # every process: sharded weights are gathered
     if D.is_main():
-        save_scorer(model, tokenizer, out, summary)
+        save_scorer(model, tokenizer, out, summary, state_dict=weights)
         write_jsonl(out / "metrics.jsonl", metrics)
         write_json_atomic(out / "summary.json", summary)
     D.barrier()  # the folder is complete before any process returns

@@ -751,8 +751,11 @@ class Run:
                                  enabled=self.job.run.progress and D.is_main())
         return range(self.start + 1, self.job.run.steps + 1)
 
-    def end_step(self, step: int, metrics: dict[str, float], extra: dict[str, Any] | None = None) -> None:
-        """Log the step; evaluate every `run.eval_every` and checkpoint every `run.save_every` steps."""
+    def end_step(self, step: int, metrics: dict[str, float], extra=None) -> None:
+        """Log the step; evaluate every `run.eval_every` and checkpoint every `run.save_every` steps.
+
+        `extra`: a dict saved in the checkpoint, or a function returning it, called (on every
+        process) only when a checkpoint is written: gathering sharded weights is not free."""
         r = self.job.run
         self.logger.log(metrics, step)
         if r.eval_every and step % r.eval_every == 0 and step != r.steps:
@@ -761,7 +764,7 @@ class Run:
             metrics = metrics | ev
         if r.save_every and step % r.save_every == 0:
             save_checkpoint(self.run_dir, step, self.model, self.tokenizer, self.optimizer, self.scheduler,
-                            self.data.stream, time.perf_counter() - self.t0, extra=extra)
+                            self.data.stream, time.perf_counter() - self.t0, extra=extra() if callable(extra) else extra)
         self.progress.update(metrics)
 
     def finish(self) -> dict[str, Any]:
