@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from tinyr1.rollout import decoder
+
 ATTENTION = "tinyr1_decode"
 
 
@@ -170,13 +172,10 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
 
-    # 1. prefill each prompt once, then give each of its n samples a copy of the cache
-    cache = preallocated_cache(width + params.max_new_tokens)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    logits = out.logits[:, -1].float().repeat_interleave(n, dim=0)
-    if n > 1:
-        cache.batch_repeat_interleave(n)
-    mask = mask.repeat_interleave(n, dim=0)
+    # 1. prefill each prompt once; its n samples share (grouped decoder) or copy (cache) its keys
+    stepper = _GroupedSteps if decoder.unsupported_reason(model) is None else _ForwardSteps
+    steps = stepper(model, ids, mask, positions, n, params.max_new_tokens)
+    logits = steps.first_logits.float().repeat_interleave(n, dim=0)
     next_pos = positions[:, -1].repeat_interleave(n, dim=0) + 1
 
     # 2. decode; `rows` maps the batch rows back to the N output sequences, `live` marks rows
@@ -199,11 +198,51 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
             break
         if 4 * (len(rows) - n_live) >= len(rows) or n_live <= 4 < len(rows):  # compact: drop finished rows
             keep = live.nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
-            rows, tokens, mask, next_pos, live = rows[keep], tokens[keep], mask[keep], next_pos[keep], live[keep]
-        mask = torch.cat([mask, live[:, None].to(mask.dtype)], dim=1)
-        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1].float()
+            steps.select(keep)
+            rows, tokens, next_pos, live = rows[keep], tokens[keep], next_pos[keep], live[keep]
+        logits = steps.step(tokens, next_pos, live).float()
         next_pos = next_pos + 1
     return responses, logprobs
+
+
+class _GroupedSteps:
+    """Decode steps by `decoder.GroupedDecoder` (Llama-family models): prompts' caches shared."""
+
+    def __init__(self, model, ids, mask, positions, n, max_new_tokens):
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+                    logits_to_keep=1)
+        self.first_logits = out.logits[:, -1]
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self.decoder = decoder.GroupedDecoder(model, kv, mask.bool(), n, max_new_tokens)
+
+    def select(self, keep):
+        self.decoder.select(keep)
+
+    def step(self, tokens, positions, live):
+        return self.decoder.step(tokens, positions)
+
+
+class _ForwardSteps:
+    """Decode steps through transformers' forward (any model): a preallocated cache per row."""
+
+    def __init__(self, model, ids, mask, positions, n, max_new_tokens):
+        self.model, self.cache = model, preallocated_cache(ids.shape[1] + max_new_tokens)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.cache,
+                    use_cache=True, logits_to_keep=1)
+        self.first_logits = out.logits[:, -1]
+        if n > 1:
+            self.cache.batch_repeat_interleave(n)
+        self.mask = mask.repeat_interleave(n, dim=0)
+
+    def select(self, keep):
+        self.cache.batch_select_indices(keep)
+        self.mask = self.mask[keep]
+
+    def step(self, tokens, positions, live):
+        self.mask = torch.cat([self.mask, live[:, None].to(self.mask.dtype)], dim=1)
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=positions[:, None],
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1]

@@ -1,0 +1,200 @@
+"""The engine's own decode step for Llama-family models (Llama, SmolLM2, Qwen2, Mistral).
+
+transformers' forward costs about 80 framework calls per layer for one new token; a decode step
+of a 135M model at batch 64 is small enough that those calls, and the layout of the KV cache,
+decide its speed. `GroupedDecoder` runs the same arithmetic with the model's own weights, norms
+and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts x 8 samples, bf16,
+2 CPU cores; numbers in benchmarks/RESULTS.md):
+
+  - cascade attention: a prompt's keys and values are stored once for its `n` samples, and the
+    `n x heads` queries of a group attend to them in one matmul; only the responses' keys are
+    per row. The prompt is about half of the KV cache in a GRPO rollout and is read n times less;
+  - response keys are stored transposed, (rows, kv heads, head dim, capacity): the scores are
+    a plain matmul over the filled part, no transpose or copy of the cache per step;
+  - one q/k/v projection per layer (the three weights concatenated), rotary embedding over q and
+    k together, the attention scale folded into q's rotation;
+  - on CPU in bfloat16, weights prepacked once per rollout for oneDNN (`mkldnn._linear_pointwise`,
+    the kernels torch.compile's CPU backend uses), with SiLU, the gate product and the residual
+    adds fused into the matmuls. Elsewhere (float32, GPU) plain `F.linear` and eager ops.
+
+Prefill stays with transformers' forward (`prefill`); only the 1-token steps run here. In float32
+the steps match transformers' forward to rounding (tests check greedy tokens against `generate`);
+in bfloat16 the attention scores are rounded to bfloat16 like every other activation.
+Models this does not recognise (other architectures, adapters not merged, sliding windows) go
+through transformers' forward instead (`unsupported_reason`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+FAMILIES = ("llama", "qwen2", "mistral")
+
+
+def unsupported_reason(model) -> str | None:
+    """Why `GroupedDecoder` cannot run `model` (None when it can)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in FAMILIES:
+        return f"model type {getattr(config, 'model_type', None)!r} is not one of {FAMILIES}"
+    if getattr(config, "hidden_act", None) != "silu":
+        return f"activation {getattr(config, 'hidden_act', None)!r} is not silu"
+    if getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True):
+        return "sliding-window attention"
+    if getattr(config, "pretraining_tp", 1) != 1:
+        return "pretraining_tp > 1"
+    inner = getattr(model, "model", None)
+    if not all(hasattr(inner, a) for a in ("layers", "embed_tokens", "norm", "rotary_emb")):
+        return "not a decoder-only model with .model.layers"
+    if type(getattr(model, "lm_head", None)) is not torch.nn.Linear:
+        return "lm_head is not a plain Linear"
+    for layer in inner.layers:
+        a, m = layer.self_attn, layer.mlp
+        linears = (a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj)
+        if any(type(x) is not torch.nn.Linear for x in linears):  # e.g. peft LoRA layers: merge first
+            return "projections are not plain Linear layers (adapters not merged?)"
+        if hasattr(a, "q_norm") or getattr(a, "sliding_window", None) is not None:
+            return "attention with q/k norms or a sliding window"
+    return None
+
+
+def _prepacked_cpu(dtype: torch.dtype, device: torch.device) -> bool:
+    return (device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+class _Linears:
+    """The decode step's matmuls: oneDNN with prepacked weights and fused epilogues, or F.linear."""
+
+    def __init__(self, packed: bool, rows: int):
+        self.packed, self.rows = packed, rows
+
+    def prepare(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        if self.packed:
+            return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), self.rows), bias
+        return weight.detach(), bias
+
+    def __call__(self, x, w, epilogue: str = "none", other: torch.Tensor | None = None):
+        """x @ w.T + b, then `epilogue`: "none", "silu", "mul" (by `other`) or "add" (`other`)."""
+        weight, bias = w
+        if self.packed:
+            mk = torch.ops.mkldnn._linear_pointwise
+            if epilogue in ("mul", "add"):
+                return mk.binary(x, other, weight, bias, epilogue)
+            return mk(x, weight, bias, "swish" if epilogue == "silu" else "none", [], "")
+        y = F.linear(x, weight, bias)
+        if epilogue == "silu":
+            return F.silu(y)
+        if epilogue == "mul":
+            return y * other
+        return y + other if epilogue == "add" else y
+
+
+def _cat_bias(*linears):
+    if all(x.bias is None for x in linears):
+        return None
+    return torch.cat([x.bias if x.bias is not None else x.weight.new_zeros(x.out_features) for x in linears]).detach()
+
+
+class GroupedDecoder:
+    """Decode steps for `rows = groups x n` sequences, row r continuing prompt r // n.
+
+    Built after the prefill of the `groups` prompts (`prompt_kv`: per layer the (groups, kv heads,
+    width, head dim) keys and values transformers' cache holds, `prompt_mask` (groups, width)
+    True at real tokens). `step(tokens, positions)` appends one token per live row and returns
+    its next-token logits; `select(keep)` drops rows (their prompt's cache stays shared).
+    """
+
+    def __init__(self, model, prompt_kv, prompt_mask: torch.Tensor, n: int, capacity: int):
+        config = model.config
+        self.model, self.inner = model, model.model
+        self.h, self.hkv = config.num_attention_heads, config.num_key_value_heads
+        self.d = getattr(config, "head_dim", None) or config.hidden_size // self.h
+        self.eps = config.rms_norm_eps
+        weight = self.inner.embed_tokens.weight
+        self.dtype, self.device = weight.dtype, weight.device
+        self.groups, self.n, self.width = prompt_mask.shape[0], n, prompt_mask.shape[1]
+        rows = self.groups * n
+        self.lin = _Linears(_prepacked_cpu(self.dtype, self.device), rows)
+        self.layers = []
+        for layer in self.inner.layers:
+            a, m = layer.self_attn, layer.mlp
+            qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
+            self.layers.append((
+                layer.input_layernorm.weight, self.lin.prepare(qkv, _cat_bias(a.q_proj, a.k_proj, a.v_proj)),
+                self.lin.prepare(a.o_proj.weight, a.o_proj.bias), layer.post_attention_layernorm.weight,
+                self.lin.prepare(m.gate_proj.weight, m.gate_proj.bias), self.lin.prepare(m.up_proj.weight, m.up_proj.bias),
+                self.lin.prepare(m.down_proj.weight, m.down_proj.bias),
+            ))
+        self.head = self.lin.prepare(model.lm_head.weight, model.lm_head.bias)
+        # prompt keys transposed (groups, kv, d, width); padding masked by an additive bias
+        self.prompt_k = [k.to(self.dtype).transpose(-1, -2).contiguous() for k, _ in prompt_kv]
+        self.prompt_v = [v.to(self.dtype).contiguous() for _, v in prompt_kv]
+        self.prompt_bias = torch.zeros(self.groups, 1, 1, self.width, device=self.device).masked_fill(
+            ~prompt_mask[:, None, None].bool(), float("-inf"))
+        shape = (rows, self.hkv, self.d, capacity)
+        self.resp_k = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.resp_v = [torch.empty(rows, self.hkv, capacity, self.d, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.slot = None  # each row's place in the full groups x n layout; None while no row has left
+        self.length, self.capacity = 0, capacity
+        scale = self.d**-0.5  # folded into q's rotation; k's rows keep 1
+        self.qk_scale = torch.cat([torch.full((self.h, 1), scale), torch.ones(self.hkv, 1)]).to(self.device, self.dtype)
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only rows `keep` (ascending indices into the current rows)."""
+        full = torch.arange(self.groups * self.n, device=self.device) if self.slot is None else self.slot
+        self.slot = full[keep]
+        self.resp_k = [k[keep] for k in self.resp_k]
+        self.resp_v = [v[keep] for v in self.resp_v]
+
+    def _per_group(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows' (R, ...) values in the (groups, n, ...) layout, zeros where a row has left."""
+        if self.slot is None:
+            return x.view(self.groups, self.n, *x.shape[1:])
+        full = x.new_zeros(self.groups * self.n, *x.shape[1:])
+        full[self.slot] = x
+        return full.view(self.groups, self.n, *x.shape[1:])
+
+    def _per_row(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `_per_group`: (groups * n, ...) back to the live rows."""
+        return x if self.slot is None else x[self.slot]
+
+    def attention(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (R, H, D) already scaled, k and v (R, Hkv, D) of the new token -> (R, H * D)."""
+        r, hkv, d, g, groups, n, t = q.shape[0], self.hkv, self.d, self.h // self.hkv, self.groups, self.n, self.length
+        self.resp_k[i][:, :, :, t] = k
+        self.resp_v[i][:, :, t] = v
+        q = q.reshape(r, hkv, g, d)
+        # the prompt: a group's n x g query heads per kv head against the prompt's keys, read once
+        qg = self._per_group(q).transpose(1, 2).reshape(groups, hkv, n * g, d)
+        s_prompt = torch.matmul(qg, self.prompt_k[i]) + self.prompt_bias  # (groups, hkv, n * g, width) float32
+        s_prompt = self._per_row(s_prompt.view(groups, hkv, n, g, -1).transpose(1, 2).reshape(groups * n, hkv, g, -1))
+        s_resp = torch.matmul(q, self.resp_k[i][..., : t + 1])  # (R, hkv, g, t + 1)
+        p = torch.softmax(torch.cat([s_prompt, s_resp.to(s_prompt.dtype)], -1), -1).to(self.dtype)
+        pg = self._per_group(p[..., : self.width]).transpose(1, 2).reshape(groups, hkv, n * g, self.width)
+        o_prompt = torch.matmul(pg, self.prompt_v[i]).view(groups, hkv, n, g, d).transpose(1, 2)
+        o_prompt = self._per_row(o_prompt.reshape(groups * n, hkv, g, d))
+        out = torch.matmul(p[..., self.width :], self.resp_v[i][:, :, : t + 1]) + o_prompt
+        return out.reshape(r, self.h * d)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """tokens, positions (R,) -> next-token logits (R, vocab) in the model's dtype."""
+        if self.length >= self.capacity:
+            raise RuntimeError(f"decode cache of {self.capacity} positions is full")
+        x = self.inner.embed_tokens(tokens)
+        cos, sin = self.inner.rotary_emb(x, positions[:, None])
+        cos, sin = cos[:, :1] * self.qk_scale, sin[:, :1] * self.qk_scale  # (R, H + Hkv, D)
+        r, h, hkv, d, lin = x.shape[0], self.h, self.hkv, self.d, self.lin
+        hidden = (x.shape[-1],)
+        for i, (norm1, qkv_w, o_w, norm2, gate_w, up_w, down_w) in enumerate(self.layers):
+            qkv = lin(F.rms_norm(x, hidden, norm1, self.eps), qkv_w)
+            qk = qkv[:, : (h + hkv) * d].view(r, h + hkv, d)
+            half = d // 2
+            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], -1) * sin
+            o = self.attention(i, qk[:, :h], qk[:, h:], qkv[:, (h + hkv) * d :].view(r, hkv, d))
+            x = lin(o, o_w, "add", x)
+            y = F.rms_norm(x, hidden, norm2, self.eps)
+            x = lin(lin(y, up_w, "mul", lin(y, gate_w, "silu")), down_w, "add", x)
+        self.length += 1
+        return lin(F.rms_norm(x, hidden, self.inner.norm.weight, self.eps), self.head)
