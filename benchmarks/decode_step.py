@@ -1,15 +1,20 @@
 """One decode step of the sampling engine at a fixed batch, against the matmuls it cannot avoid.
 
-    .venv/bin/python benchmarks/decode_step.py [--batch 64 128] [--context 100] [--steps 20]
+    .venv/bin/python benchmarks/decode_step.py [--batch 64 128] [--group 8] [--prompt 57] [--generated 64]
 
-For each batch size: the time of one decode step of the embedded model's bf16 sampling copy as
-`rollout/engine.py` runs it (transformers forward, preallocated float32 cache, decode attention
-as two matmuls, last-position logits; the draw of the next token not included), and the time of
-that step's linear layers alone (the same weight shapes, `F.linear` on random bf16 inputs, best
-of 5). Both as GFLOP/s (2 x parameters x batch per step) and as a share of the bf16 matmul peak
-(`ceilings.py`).
-The gap between the two columns is everything that is not a matmul: attention, norms, rotary
-embeddings, residual adds, and the framework's per-call cost on small tensors.
+Rows are laid out as in a GRPO rollout: `batch / group` prompts of `--prompt` tokens, `--group`
+samples each, `--generated` tokens already decoded. For each batch size, the median time of one
+decode step of the embedded model's bf16 sampling copy (the draw of the next token not included):
+
+  - `GroupedDecoder` (`rollout/decoder.py`, what the engine runs for Llama-family models);
+  - transformers' forward with the engine's preallocated cache and decode attention (what it runs
+    for other models, and what it ran for all before);
+  - that step's linear layers alone (the same weight shapes, `F.linear` on random bf16 inputs,
+    each shape repeated while its weight stays in cache, best of 5): a ceiling for these shapes.
+
+Each as GFLOP/s (2 x parameters x batch per step) and as a share of the bf16 matmul peak measured
+in the same run (`ceilings.py`). The gap to the last column is everything that is not a matmul
+on cached weights: attention, norms, rotary embeddings, weights streamed from memory, per-call cost.
 """
 
 from __future__ import annotations
@@ -38,27 +43,28 @@ def load_bf16_model():
 
 
 @torch.no_grad()
-def decode_step_seconds(model, batch: int, context: int, steps: int) -> float:
-    """Median seconds of one engine decode step at `batch` rows after a `context`-token prefill."""
+def decode_step_seconds(model, batch: int, group: int, prompt: int, generated: int, steps: int, grouped: bool) -> float:
+    """Median seconds of one engine decode step at `batch` rows (`batch / group` prompts)."""
     from tinyr1.rollout import engine
 
+    prompts = max(1, batch // group)
+    ids = torch.randint(100, 10000, (prompts, prompt))
+    mask = torch.ones(prompts, prompt, dtype=torch.long)
+    positions = (mask.cumsum(-1) - 1)
     engine._register_attention()
     previous = model.config._attn_implementation
     model.set_attn_implementation(engine.ATTENTION)
     try:
-        cache = engine.preallocated_cache(context + steps + 2)
-        ids = torch.randint(100, 10000, (batch, context))
-        mask = torch.ones(batch, context, dtype=torch.long)
-        model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        tokens, pos, times = torch.randint(100, 10000, (batch, 1)), torch.full((batch, 1), context), []
-        for _ in range(steps + 1):  # the first step warms up
-            mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.long)], 1)
+        kind = engine._GroupedSteps if grouped else engine._ForwardSteps
+        runner = kind(model, ids, mask, positions, batch // prompts, generated + steps + 2)
+        rows = prompts * (batch // prompts)
+        tokens, live, times = torch.randint(100, 10000, (rows,)), torch.ones(rows, dtype=torch.bool), []
+        for k in range(generated + steps):
             t0 = time.perf_counter()
-            model(input_ids=tokens, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                  logits_to_keep=1)
+            runner.step(tokens, torch.full((rows,), prompt + k), live)
             times.append(time.perf_counter() - t0)
-            pos = pos + 1
-        return sorted(times[1:])[len(times[1:]) // 2]
+        timed = sorted(times[generated:])
+        return timed[len(timed) // 2]
     finally:
         model.set_attn_implementation(previous)
 
@@ -92,22 +98,29 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[64], help="rows decoded together")
-    ap.add_argument("--context", type=int, default=100, help="tokens already in the cache")
+    ap.add_argument("--group", type=int, default=8, help="samples per prompt (rows sharing a prompt)")
+    ap.add_argument("--prompt", type=int, default=57, help="prompt tokens (the quickstart's are 56-58)")
+    ap.add_argument("--generated", type=int, default=64, help="response tokens already in the cache")
     ap.add_argument("--steps", type=int, default=20, help="timed decode steps (median reported)")
     args = ap.parse_args()
     model = load_bf16_model()
     params = sum(p.numel() for p in model.parameters())  # the tied embedding counted once: it is the head
     peak = matmul_peak("bfloat16")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}, "
-          f"bf16 matmul peak {peak:.0f} GFLOP/s, {params / 1e6:.1f}M parameters, context {args.context}")
-    print("| batch | decode step ms | GFLOP/s (% bf16 peak) | its linear layers alone, ms | GFLOP/s (% bf16 peak) | share of the step in linears |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+          f"bf16 matmul peak {peak:.0f} GFLOP/s, {params / 1e6:.1f}M parameters, groups of {args.group}, "
+          f"prompt {args.prompt} + {args.generated} generated tokens")
+    print("| batch | GroupedDecoder step ms | GFLOP/s (% bf16 peak) | transformers forward step ms | GFLOP/s (% bf16 peak) "
+          "| linear layers alone ms | GFLOP/s (% bf16 peak) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for b in args.batch:
         flops = 2 * params * b
-        step = decode_step_seconds(model, b, args.context, args.steps)
-        lin = linears_seconds(model, b)
         rate = lambda t: f"{flops / t / 1e9:.0f} ({100 * flops / t / 1e9 / peak:.0f}%)"
-        print(f"| {b} | {1000 * step:.1f} | {rate(step)} | {1000 * lin:.1f} | {rate(lin)} | {100 * lin / step:.0f}% |", flush=True)
+        common = (model, b, args.group, args.prompt, args.generated, args.steps)
+        grouped, forward = decode_step_seconds(*common, grouped=True), decode_step_seconds(*common, grouped=False)
+        lin = linears_seconds(model, b)
+        print(f"| {b} | {1000 * grouped:.1f} | {rate(grouped)} | {1000 * forward:.1f} | {rate(forward)} "
+              f"| {1000 * lin:.1f} | {rate(lin)} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -78,6 +78,26 @@ def test_grouped_steps_equal_the_forward_of_whole_sequences(tiny_model):
     _run_and_compare(model)
 
 
+def test_buffers_growing_in_small_chunks_between_rows_leaving(tiny_model, monkeypatch):
+    model, _ = tiny_model
+    monkeypatch.setattr(decoder_mod, "CHUNK", 2)  # grows at steps 0, 2, 4, 6; rows leave at 3 and 5
+    _run_and_compare(model, steps=8, drop_after=3)
+
+
+def test_prepared_weights_are_reused_until_a_weight_changes(tiny_model):
+    import copy
+
+    model = copy.deepcopy(tiny_model[0])
+    kv, mask = _prefill(model, PROMPTS, 1)
+    a = GroupedDecoder(model, kv, mask, 1, capacity=2)
+    b = GroupedDecoder(model, kv, mask, 1, capacity=2)
+    assert a.layers is b.layers
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(2.0)  # in place, as the sampling copy's refresh
+    c = GroupedDecoder(model, kv, mask, 1, capacity=2)
+    assert c.layers is not a.layers and torch.equal(c.layers[1][6][0], model.model.layers[1].mlp.down_proj.weight)
+
+
 def test_single_sample_per_prompt_and_no_rows_leaving(tiny_model):
     model, _ = tiny_model
     _run_and_compare(model, n=1, drop_after=-1)

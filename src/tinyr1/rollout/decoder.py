@@ -9,8 +9,10 @@ and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts 
   - cascade attention: a prompt's keys and values are stored once for its `n` samples, and the
     `n x heads` queries of a group attend to them in one matmul; only the responses' keys are
     per row. The prompt is about half of the KV cache in a GRPO rollout and is read n times less;
-  - response keys are stored transposed, (rows, kv heads, head dim, capacity): the scores are
-    a plain matmul over the filled part, no transpose or copy of the cache per step;
+  - response keys are stored transposed, (rows, kv heads, head dim, positions), in buffers that
+    grow by `CHUNK` positions: each step's matmuls read whole buffers (the unfilled tail masked,
+    zeros), because a slice of a bigger buffer is copied by torch's CPU matmul before it runs
+    (that copy of every layer's cache was a sixth of a step at batch 64);
   - one q/k/v projection per layer (the three weights concatenated), rotary embedding over q and
     k together, the attention scale folded into q's rotation;
   - on CPU in bfloat16, weights prepacked once per rollout for oneDNN (`mkldnn._linear_pointwise`,
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 FAMILIES = ("llama", "qwen2", "mistral")
+CHUNK = 16  # response positions added to the decode buffers at a time
 
 
 def unsupported_reason(model) -> str | None:
@@ -71,8 +74,8 @@ class _Linears:
 
     def prepare(self, weight: torch.Tensor, bias: torch.Tensor | None):
         if self.packed:
-            return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), self.rows), bias
-        return weight.detach(), bias
+            return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), self.rows), _detached(bias)
+        return weight.detach(), _detached(bias)
 
     def __call__(self, x, w, epilogue: str = "none", other: torch.Tensor | None = None):
         """x @ w.T + b, then `epilogue`: "none", "silu", "mul" (by `other`) or "add" (`other`)."""
@@ -90,10 +93,40 @@ class _Linears:
         return y + other if epilogue == "add" else y
 
 
+def _detached(t):
+    return None if t is None else t.detach()
+
+
 def _cat_bias(*linears):
     if all(x.bias is None for x in linears):
         return None
     return torch.cat([x.bias if x.bias is not None else x.weight.new_zeros(x.out_features) for x in linears]).detach()
+
+
+def _prepared_weights(model, lin: _Linears):
+    """Per layer (norm, qkv, o, norm, gate, up, down) as `lin` wants them, and the head.
+
+    Prepacking the 135M model takes about 0.25 s, so the result is kept on the model until any
+    of its weights changes (new storage or an in-place update such as the sampling copy's refresh).
+    """
+    params = [p for _, p in sorted(model.named_parameters())]
+    key = (lin.packed, tuple((p.data_ptr(), p._version) for p in params))
+    cached = model.__dict__.get("_tinyr1_decode_weights")
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    layers = []
+    for layer in model.model.layers:
+        a, m = layer.self_attn, layer.mlp
+        qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
+        layers.append((
+            layer.input_layernorm.weight.detach(), lin.prepare(qkv, _cat_bias(a.q_proj, a.k_proj, a.v_proj)),
+            lin.prepare(a.o_proj.weight, a.o_proj.bias), layer.post_attention_layernorm.weight.detach(),
+            lin.prepare(m.gate_proj.weight, m.gate_proj.bias), lin.prepare(m.up_proj.weight, m.up_proj.bias),
+            lin.prepare(m.down_proj.weight, m.down_proj.bias),
+        ))
+    head = lin.prepare(model.lm_head.weight, model.lm_head.bias)
+    model.__dict__["_tinyr1_decode_weights"] = (key, layers, head)
+    return layers, head
 
 
 class GroupedDecoder:
@@ -116,25 +149,15 @@ class GroupedDecoder:
         self.groups, self.n, self.width = prompt_mask.shape[0], n, prompt_mask.shape[1]
         rows = self.groups * n
         self.lin = _Linears(_prepacked_cpu(self.dtype, self.device), rows)
-        self.layers = []
-        for layer in self.inner.layers:
-            a, m = layer.self_attn, layer.mlp
-            qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
-            self.layers.append((
-                layer.input_layernorm.weight, self.lin.prepare(qkv, _cat_bias(a.q_proj, a.k_proj, a.v_proj)),
-                self.lin.prepare(a.o_proj.weight, a.o_proj.bias), layer.post_attention_layernorm.weight,
-                self.lin.prepare(m.gate_proj.weight, m.gate_proj.bias), self.lin.prepare(m.up_proj.weight, m.up_proj.bias),
-                self.lin.prepare(m.down_proj.weight, m.down_proj.bias),
-            ))
-        self.head = self.lin.prepare(model.lm_head.weight, model.lm_head.bias)
+        self.layers, self.head = _prepared_weights(model, self.lin)
         # prompt keys transposed (groups, kv, d, width); padding masked by an additive bias
         self.prompt_k = [k.to(self.dtype).transpose(-1, -2).contiguous() for k, _ in prompt_kv]
         self.prompt_v = [v.to(self.dtype).contiguous() for _, v in prompt_kv]
-        self.prompt_bias = torch.zeros(self.groups, 1, 1, self.width, device=self.device).masked_fill(
-            ~prompt_mask[:, None, None].bool(), float("-inf"))
-        shape = (rows, self.hkv, self.d, capacity)
-        self.resp_k = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        self.resp_v = [torch.empty(rows, self.hkv, capacity, self.d, dtype=self.dtype, device=self.device) for _ in self.layers]
+        # additive mask per row over [prompt | response buffer]: -inf at padding and unfilled positions
+        self.bias = torch.zeros(rows, 1, 1, self.width, device=self.device).masked_fill(
+            ~prompt_mask.bool().repeat_interleave(n, 0)[:, None, None], float("-inf"))
+        self.resp_k = [torch.zeros(rows, self.hkv, self.d, 0, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.resp_v = [torch.zeros(rows, self.hkv, 0, self.d, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.slot = None  # each row's place in the full groups x n layout; None while no row has left
         self.length, self.capacity = 0, capacity
         scale = self.d**-0.5  # folded into q's rotation; k's rows keep 1
@@ -146,6 +169,16 @@ class GroupedDecoder:
         self.slot = full[keep]
         self.resp_k = [k[keep] for k in self.resp_k]
         self.resp_v = [v[keep] for v in self.resp_v]
+        self.bias = self.bias[keep]
+
+    def _grow(self) -> None:
+        """`CHUNK` more response positions in every layer's buffers (zeros: masked, and finite)."""
+        old = self.resp_v[0].shape[2]
+        new = min(self.capacity, old + CHUNK)
+        for i, (k, v) in enumerate(zip(self.resp_k, self.resp_v)):
+            self.resp_k[i] = torch.cat([k, k.new_zeros(*k.shape[:3], new - old)], 3)
+            self.resp_v[i] = torch.cat([v, v.new_zeros(v.shape[0], v.shape[1], new - old, v.shape[3])], 2)
+        self.bias = torch.cat([self.bias, self.bias.new_full((*self.bias.shape[:3], new - old), float("-inf"))], 3)
 
     def _per_group(self, x: torch.Tensor) -> torch.Tensor:
         """Rows' (R, ...) values in the (groups, n, ...) layout, zeros where a row has left."""
@@ -167,14 +200,14 @@ class GroupedDecoder:
         q = q.reshape(r, hkv, g, d)
         # the prompt: a group's n x g query heads per kv head against the prompt's keys, read once
         qg = self._per_group(q).transpose(1, 2).reshape(groups, hkv, n * g, d)
-        s_prompt = torch.matmul(qg, self.prompt_k[i]) + self.prompt_bias  # (groups, hkv, n * g, width) float32
+        s_prompt = torch.matmul(qg, self.prompt_k[i])  # (groups, hkv, n * g, width)
         s_prompt = self._per_row(s_prompt.view(groups, hkv, n, g, -1).transpose(1, 2).reshape(groups * n, hkv, g, -1))
-        s_resp = torch.matmul(q, self.resp_k[i][..., : t + 1])  # (R, hkv, g, t + 1)
-        p = torch.softmax(torch.cat([s_prompt, s_resp.to(s_prompt.dtype)], -1), -1).to(self.dtype)
+        s_resp = torch.matmul(q, self.resp_k[i])  # (R, hkv, g, buffer positions)
+        p = torch.softmax(torch.cat([s_prompt, s_resp], -1) + self.bias, -1).to(self.dtype)  # float32 scores
         pg = self._per_group(p[..., : self.width]).transpose(1, 2).reshape(groups, hkv, n * g, self.width)
         o_prompt = torch.matmul(pg, self.prompt_v[i]).view(groups, hkv, n, g, d).transpose(1, 2)
         o_prompt = self._per_row(o_prompt.reshape(groups * n, hkv, g, d))
-        out = torch.matmul(p[..., self.width :], self.resp_v[i][:, :, : t + 1]) + o_prompt
+        out = torch.matmul(p[..., self.width :], self.resp_v[i]) + o_prompt
         return out.reshape(r, self.h * d)
 
     @torch.no_grad()
@@ -182,6 +215,9 @@ class GroupedDecoder:
         """tokens, positions (R,) -> next-token logits (R, vocab) in the model's dtype."""
         if self.length >= self.capacity:
             raise RuntimeError(f"decode cache of {self.capacity} positions is full")
+        if self.length == self.resp_v[0].shape[2]:
+            self._grow()
+        self.bias[..., self.width + self.length] = 0.0
         x = self.inner.embed_tokens(tokens)
         cos, sin = self.inner.rotary_emb(x, positions[:, None])
         cos, sin = cos[:, :1] * self.qk_scale, sin[:, :1] * self.qk_scale  # (R, H + Hkv, D)
