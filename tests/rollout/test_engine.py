@@ -124,3 +124,18 @@ def test_engine_restores_the_models_attention(tiny_model):
     before = model.config._attn_implementation
     sample(model, tok, PROMPTS[:1], SamplingParams(max_new_tokens=2, temperature=0.0), engine="fast")
     assert model.config._attn_implementation == before
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_reported_logprobs_are_the_models_at_temperature_one(tiny_model, temperature):
+    """Each sampled token's log-probability as the engine reports it equals log_softmax of the
+    model's logits (temperature 1) from a forward over prompt + response."""
+    model, tok = tiny_model
+    torch.manual_seed(0)
+    s = sample(model, tok, PROMPTS[:2], SamplingParams(max_new_tokens=6, temperature=temperature, n=2), engine="fast")
+    for k, response in enumerate(s.response_ids):
+        prompt = s.prompt_ids[k // 2]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
+        expected = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+        assert torch.allclose(torch.tensor(s.logprobs[k]), expected, atol=1e-4), k
