@@ -178,3 +178,21 @@ def test_full_cache_is_an_error(tiny_model):
     dec.step(torch.tensor([1, 2, 3]), torch.tensor([7, 2, 5]))
     with pytest.raises(RuntimeError, match="full"):
         dec.step(torch.tensor([1, 2, 3]), torch.tensor([8, 3, 6]))
+
+
+def test_greedy_engine_on_qwen2_equals_generate(tiny_model, monkeypatch):
+    """Through the whole engine (prefill, grouped steps, rows leaving): Qwen2's greedy tokens are
+    transformers' `generate`'s."""
+    from tinyr1.rollout import sampler as sampler_mod
+    from tinyr1.rollout.sampler import SamplingParams, sample
+
+    _, tok = tiny_model
+    model = _qwen2_tiny(len(tok))
+    prompts = ["Calculate 12 + 7.", "3 * 4", "What is 5 - 3 - 6? Solve the problem step by step.", "Again: 2 + 2"]
+    params = SamplingParams(max_new_tokens=12, temperature=0.0, batch_size=8)
+    free = sample(model, tok, prompts, params, engine="hf")
+    stop = free.response_ids[2][3]  # a token row 2 emits at step 4: that row leaves the batch
+    monkeypatch.setattr(sampler_mod, "stop_token_ids", lambda m, t: [stop])
+    fast = sample(model, tok, prompts, params, engine="fast")
+    ref = sample(model, tok, prompts, params, engine="hf")
+    assert fast.response_ids == ref.response_ids and fast.finished == ref.finished and any(fast.finished)
