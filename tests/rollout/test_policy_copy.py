@@ -50,3 +50,29 @@ def test_plain_float32_policy_samples_itself(tiny_model_dir):
     copy = SamplingCopy(base, ModelConfig(name=str(tiny_model_dir), device="cpu"), dtype="float32")
     assert copy.refresh(base) is base
     assert set(merged_state_dict(base)) == set(base.state_dict())
+
+
+def test_refresh_copies_every_weight_and_refuses_a_policy_out_of_sync(tiny_model_dir):
+    """Every weight of the copy is rewritten by a refresh (each merged tensor copied in as it is
+    made), and a policy with a weight the copy lacks, or lacking one it has, is an error naming it."""
+    import pytest
+
+    policy = _lora_policy(tiny_model_dir)
+    copy = SamplingCopy(policy, ModelConfig(name=str(tiny_model_dir), device="cpu"), dtype="float32")
+    model = copy.refresh(policy)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(7.0)  # garbage everywhere: a refresh must overwrite all of it
+    model = copy.refresh(policy)
+    expected = merged_state_dict(policy)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name] if name in expected else expected["model.embed_tokens.weight"])
+
+    base = policy.get_base_model()
+    base.register_buffer("extra_thing", torch.zeros(2))
+    with pytest.raises(RuntimeError, match="extra_thing"):
+        copy.refresh(policy)
+    del base._buffers["extra_thing"]
+    copy.model.register_buffer("only_in_copy", torch.zeros(2))
+    with pytest.raises(RuntimeError, match="only_in_copy"):
+        copy.refresh(policy)

@@ -48,7 +48,15 @@ class _Delta(torch.nn.Module):
 
 
 def merged_state_dict(policy) -> dict[str, torch.Tensor]:
-    """The policy's weights with every LoRA delta added in, under the plain model's key names.
+    """The policy's weights with every LoRA delta added in, under the plain model's key names."""
+    return dict(merged_tensors(policy))
+
+
+def merged_tensors(policy):
+    """(name, tensor) for the policy's weights with every LoRA delta added in, under the plain
+    model's key names; each merged weight is made when it is asked for, so a caller that copies it
+    away at once holds one layer's temporary at a time (a whole merged float32 state dict of
+    freshly allocated memory made a refresh take 0.2-0.8 s instead of ~0.15 s on the 135M model).
 
     Read from `distributed.full_state_dict`, so a sharded policy (FSDP2, ZeRO-3) gives the whole
     weights on every process (a collective then: every process calls it). The deltas are peft's
@@ -57,25 +65,24 @@ def merged_state_dict(policy) -> dict[str, torch.Tensor]:
     from tinyr1 import distributed as D
 
     if not hasattr(policy, "peft_config"):
-        return D.full_state_dict(policy)
+        yield from D.full_state_dict(policy).items()
+        return
     from peft.tuners.lora import LoraLayer
 
     base = policy.get_base_model()
     full = D.full_state_dict(base)
-    merged: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, module in base.named_modules():
             if isinstance(module, LoraLayer):
                 own = {f"lora.{k}": full[f"{name}.{k}"] for k, _ in module.named_parameters()}
                 delta = torch.func.functional_call(_Delta(module), own, (module.active_adapters,))
-                merged[f"{name}.weight"] = full[f"{name}.base_layer.weight"] + delta
+                yield f"{name}.weight", full[f"{name}.base_layer.weight"] + delta
                 if f"{name}.base_layer.bias" in full:
-                    merged[f"{name}.bias"] = full[f"{name}.base_layer.bias"]
+                    yield f"{name}.bias", full[f"{name}.base_layer.bias"]
         for name, tensor in full.items():
             if "lora_" in name or ".base_layer." in name:
                 continue
-            merged.setdefault(name, tensor)
-    return merged
+            yield name, tensor
 
 
 class SamplingCopy:
@@ -107,7 +114,17 @@ class SamplingCopy:
             if not D.is_sharded(policy):
                 return policy
             self.model = self._load()
-        missing, unexpected = self.model.load_state_dict(merged_state_dict(policy), strict=False)
+        own, seen, unexpected = self.model.state_dict(), set(), []
+        with torch.no_grad():
+            for name, tensor in merged_tensors(policy):  # copied in one by one: one temporary at a time
+                if name in seen:
+                    continue
+                if name not in own:
+                    unexpected.append(name)
+                    continue
+                own[name].copy_(tensor)
+                seen.add(name)
+        missing = sorted(set(own) - seen)
         tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
         if set(missing) - tied or unexpected:
             raise RuntimeError(f"sampling copy out of sync with the policy: missing {missing}, unexpected {unexpected}")
