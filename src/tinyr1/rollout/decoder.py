@@ -15,11 +15,11 @@ and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts 
     (that copy of every layer's cache was a sixth of a step at batch 64);
   - one q/k/v projection per layer (the three weights concatenated), rotary embedding over q and
     k together, the attention scale folded into q's rotation;
-  - on CPU in bfloat16, weights prepacked once per rollout for oneDNN (`mkldnn._linear_pointwise`,
+  - on CPU in bfloat16, weights prepacked for oneDNN (kept until a weight changes) (`mkldnn._linear_pointwise`,
     the kernels torch.compile's CPU backend uses), with SiLU, the gate product and the residual
     adds fused into the matmuls. Elsewhere (float32, GPU) plain `F.linear` and eager ops.
 
-Prefill stays with transformers' forward (`prefill`); only the 1-token steps run here. In float32
+Prefill stays with transformers' forward (`engine._GroupedSteps`); only the 1-token steps run here. In float32
 the steps match transformers' forward to rounding (tests check greedy tokens against `generate`);
 in bfloat16 the attention scores are rounded to bfloat16 like every other activation.
 Models this does not recognise (other architectures, adapters not merged, sliding windows) go
@@ -222,11 +222,10 @@ class GroupedDecoder:
         cos, sin = self.inner.rotary_emb(x, positions[:, None])
         cos, sin = cos[:, :1] * self.qk_scale, sin[:, :1] * self.qk_scale  # (R, H + Hkv, D)
         r, h, hkv, d, lin = x.shape[0], self.h, self.hkv, self.d, self.lin
-        hidden = (x.shape[-1],)
+        hidden, half = (x.shape[-1],), d // 2
         for i, (norm1, qkv_w, o_w, norm2, gate_w, up_w, down_w) in enumerate(self.layers):
             qkv = lin(F.rms_norm(x, hidden, norm1, self.eps), qkv_w)
             qk = qkv[:, : (h + hkv) * d].view(r, h + hkv, d)
-            half = d // 2
             qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], -1) * sin
             o = self.attention(i, qk[:, :h], qk[:, h:], qkv[:, (h + hkv) * d :].view(r, hkv, d))
             x = lin(o, o_w, "add", x)
