@@ -43,8 +43,11 @@ def load_bf16_model():
 
 
 @torch.no_grad()
-def decode_step_seconds(model, batch: int, group: int, prompt: int, generated: int, steps: int, grouped: bool) -> float:
-    """Median seconds of one engine decode step at `batch` rows (`batch / group` prompts)."""
+def decode_step_seconds(model, batch: int, group: int, prompt: int, generated: int, steps: int, kind: str) -> float:
+    """Median seconds of one engine decode step at `batch` rows (`batch / group` prompts).
+
+    kind: "grouped" (GroupedDecoder as the engine runs it: the compiled attention kernel where it
+    builds), "eager" (GroupedDecoder, attention as eager PyTorch ops), "forward" (transformers')."""
     from tinyr1.rollout import engine
 
     prompts = max(1, batch // group)
@@ -52,11 +55,13 @@ def decode_step_seconds(model, batch: int, group: int, prompt: int, generated: i
     mask = torch.ones(prompts, prompt, dtype=torch.long)
     positions = (mask.cumsum(-1) - 1)
     engine._register_attention()
-    previous = model.config._attn_implementation
+    previous, native = model.config._attn_implementation, os.environ.get("TINYR1_NATIVE")
     model.set_attn_implementation(engine.ATTENTION)
+    if kind == "eager":
+        os.environ["TINYR1_NATIVE"] = "0"
     try:
-        kind = engine._GroupedSteps if grouped else engine._ForwardSteps
-        runner = kind(model, ids, mask, positions, batch // prompts, generated + steps + 2)
+        stepper = engine._ForwardSteps if kind == "forward" else engine._GroupedSteps
+        runner = stepper(model, ids, mask, positions, batch // prompts, generated + steps + 2)
         rows = prompts * (batch // prompts)
         tokens, live, times = torch.randint(100, 10000, (rows,)), torch.ones(rows, dtype=torch.bool), []
         for k in range(generated + steps):
@@ -67,6 +72,7 @@ def decode_step_seconds(model, batch: int, group: int, prompt: int, generated: i
         return timed[len(timed) // 2]
     finally:
         model.set_attn_implementation(previous)
+        os.environ.pop("TINYR1_NATIVE", None) if native is None else os.environ.__setitem__("TINYR1_NATIVE", native)
 
 
 @torch.no_grad()
@@ -109,17 +115,20 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}, "
           f"bf16 matmul peak {peak:.0f} GFLOP/s, {params / 1e6:.1f}M parameters, groups of {args.group}, "
           f"prompt {args.prompt} + {args.generated} generated tokens")
-    print("| batch | GroupedDecoder step ms | GFLOP/s (% bf16 peak) | transformers forward step ms | GFLOP/s (% bf16 peak) "
-          "| linear layers alone ms | GFLOP/s (% bf16 peak) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    from tinyr1.rollout import decoder
+
+    print("GroupedDecoder attention:", decoder.native_reason(model, torch.bfloat16, torch.device("cpu")) or "compiled kernel")
+    print("| batch | GroupedDecoder step ms | GFLOP/s (% bf16 peak) | same, eager attention ms | GFLOP/s (% bf16 peak) "
+          "| transformers forward step ms | GFLOP/s (% bf16 peak) | linear layers alone ms | GFLOP/s (% bf16 peak) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for b in args.batch:
         flops = 2 * params * b
         rate = lambda t: f"{flops / t / 1e9:.0f} ({100 * flops / t / 1e9 / peak:.0f}%)"
         common = (model, b, args.group, args.prompt, args.generated, args.steps)
-        grouped, forward = decode_step_seconds(*common, grouped=True), decode_step_seconds(*common, grouped=False)
+        grouped, eager, forward = (decode_step_seconds(*common, kind=k) for k in ("grouped", "eager", "forward"))
         lin = linears_seconds(model, b)
-        print(f"| {b} | {1000 * grouped:.1f} | {rate(grouped)} | {1000 * forward:.1f} | {rate(forward)} "
-              f"| {1000 * lin:.1f} | {rate(lin)} |", flush=True)
+        print(f"| {b} | {1000 * grouped:.1f} | {rate(grouped)} | {1000 * eager:.1f} | {rate(eager)} "
+              f"| {1000 * forward:.1f} | {rate(forward)} | {1000 * lin:.1f} | {rate(lin)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,15 @@ from tinyr1.rollout.decoder import GroupedDecoder, unsupported_reason
 PROMPTS = [[5, 17, 9, 30, 2, 11, 4], [8, 3], [12, 40, 7, 7, 1]]  # uneven: left padding in the prefill
 
 
-def _qwen2_tiny(vocab: int):
+def _qwen2_tiny(vocab: int, head_dim: int | None = None):
     """A 2-layer Qwen2: q/k/v biases, no sliding window, untied head."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(1)
     config = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=False, use_sliding_window=False)
+                         tie_word_embeddings=False, use_sliding_window=False,
+                         **({} if head_dim is None else {"head_dim": head_dim}))
     model = Qwen2ForCausalLM(config).eval()
     for layer in model.model.layers:  # random init leaves biases at zero: make them count
         for p in (layer.self_attn.q_proj.bias, layer.self_attn.k_proj.bias, layer.self_attn.v_proj.bias):
@@ -45,19 +46,21 @@ def _reference_logits(model, sequence):
         return model(input_ids=torch.tensor([sequence])).logits[0, -1]
 
 
-def _run_and_compare(model, n=3, steps=6, drop_after=2, atol=1e-5):
+def _run_and_compare(model, n=3, steps=6, drop_after=2, atol=1e-5, native=None, late_drop=None):
     """Decode `steps` tokens for every row (rows 1 and 4 leave after `drop_after` steps, rows 0 and 6
-    two steps later) and compare each step's logits with transformers' forward over the row's
-    whole sequence (no cache)."""
+    two steps later, row 8 at step `late_drop`) and compare each step's logits with transformers'
+    forward over the row's whole sequence (no cache)."""
     kv, mask = _prefill(model, PROMPTS, n)
-    dec = GroupedDecoder(model, kv, mask, n, capacity=steps)
+    dec = GroupedDecoder(model, kv, mask, n, capacity=steps, native=native)
+    assert native is None or dec.native == native
+    drops = {drop_after: (1, 4), drop_after + 2: (0, 6), late_drop: (8,)} if drop_after >= 0 else {}
     rows = list(range(len(PROMPTS) * n))
     seqs = [list(PROMPTS[r // n]) for r in rows]
     gen = torch.Generator().manual_seed(0)
     worst = 0.0
     for step in range(steps):
-        if step in (drop_after, drop_after + 2) and drop_after >= 0:
-            keep = [i for i, r in enumerate(rows) if r not in ((1, 4) if step == drop_after else (0, 6))]
+        if step in drops:
+            keep = [i for i, r in enumerate(rows) if r not in drops[step]]
             dec.select(torch.tensor(keep))
             rows = [rows[i] for i in keep]
         tokens = torch.randint(0, model.config.vocab_size, (len(rows),), generator=gen)
@@ -196,3 +199,121 @@ def test_greedy_engine_on_qwen2_equals_generate(tiny_model, monkeypatch):
     fast = sample(model, tok, prompts, params, engine="fast")
     ref = sample(model, tok, prompts, params, engine="hf")
     assert fast.response_ids == ref.response_ids and fast.finished == ref.finished and any(fast.finished)
+
+
+# --- the compiled attention kernel (rollout/native.py, decode_attention.cpp) ---------------------
+
+
+@pytest.fixture(scope="module")
+def native_op():
+    """The built kernel; a skip where it cannot be built here, a failure in CI (where it must)."""
+    import os
+
+    from tinyr1.rollout import native
+
+    op = native.decode_attention()
+    if op is None:
+        if os.environ.get("CI"):
+            pytest.fail("the decode-attention kernel did not build in CI")
+        pytest.skip("decode-attention kernel not built on this machine")
+    return op
+
+
+def _llama(vocab: int, hidden: int, heads: int, kv_heads: int, head_dim: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                         max_position_embeddings=512)
+    return LlamaForCausalLM(config).eval()
+
+
+# (hidden, heads, kv heads, head dim): 2 and 3 (SmolLM2) query heads per kv head, a head dim of
+# 80 (a 64-wide chunk and a 16-wide one), 8 query heads per kv head (the most the kernel takes)
+NATIVE_SHAPES = [(32, 4, 2, 16), (48, 6, 2, 16), (48, 3, 1, 80), (64, 8, 1, 32)]
+
+
+@pytest.mark.parametrize("shape", NATIVE_SHAPES, ids=lambda s: "h{1}kv{2}d{3}".format(*s))
+def test_native_steps_equal_the_forward_of_whole_sequences(tiny_model, native_op, shape):
+    """float32: every step of 20 (past a 16-position block, rows leaving before and after it) within
+    1e-5 of transformers' forward over each row's whole sequence."""
+    model = _llama(len(tiny_model[1]), *shape)
+    assert decoder_mod.native_reason(model, torch.float32, torch.device("cpu")) is None
+    _run_and_compare(model, steps=20, native=True, late_drop=17)
+
+
+def test_native_qwen2_with_projection_biases(tiny_model, native_op):
+    model = _qwen2_tiny(len(tiny_model[1]), head_dim=16)
+    _run_and_compare(model, steps=18, native=True, late_drop=16)
+
+
+def test_native_bfloat16_steps_follow_the_model_and_the_eager_path(tiny_model, native_op):
+    model = _llama(len(tiny_model[1]), 48, 6, 2, 16).to(torch.bfloat16)
+    assert _run_and_compare(model, steps=18, atol=0.1, native=True, late_drop=16) > 0
+    kv, mask = _prefill(model, PROMPTS, 2)
+    fast, eager = (GroupedDecoder(model, kv, mask, 2, capacity=3, native=x) for x in (True, False))
+    tokens, positions = torch.tensor([4, 9, 1, 3, 7, 2]), torch.tensor([7, 7, 2, 2, 5, 5])
+    for _ in range(3):
+        a, b = fast.step(tokens, positions).float(), eager.step(tokens, positions).float()
+        assert (a - b).abs().max() < 0.1  # the same attention; scores in float32 here, bf16 there
+        tokens, positions = a.argmax(-1), positions + 1
+
+
+def test_native_kernel_checks_its_inputs(native_op):
+    q = torch.randn(2, 1, 2, 16)
+    pk, pv, bias = torch.zeros(1, 1, 1, 16, 16), torch.zeros(1, 1, 5, 16), torch.zeros(1, 16)
+    rk, rv = torch.zeros(2, 1, 1, 16, 16), torch.zeros(2, 1, 16, 16)
+    out = native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]))
+    assert out.shape == (2, 32) and torch.allclose(out, torch.zeros(2, 32))  # all values zero
+    with pytest.raises(RuntimeError, match="row 1 continues prompt 3 of 1"):
+        native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 3]))
+    with pytest.raises(RuntimeError, match="length 17 outside"):
+        native_op(q, pk, pv, bias, rk, rv, 17, torch.tensor([0, 0]))
+    with pytest.raises(RuntimeError, match="multiple of 16"):
+        native_op(torch.randn(2, 1, 2, 8), pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]))
+
+
+def test_native_off_falls_back_to_eager_attention(tiny_model, monkeypatch):
+    model = _llama(len(tiny_model[1]), 32, 4, 2, 16)
+    kv, mask = _prefill(model, PROMPTS, 2)
+    monkeypatch.setenv("TINYR1_NATIVE", "0")
+    assert not GroupedDecoder(model, kv, mask, 2, capacity=2).native
+    with pytest.raises(ValueError, match="TINYR1_NATIVE=0"):
+        GroupedDecoder(model, kv, mask, 2, capacity=2, native=True)
+    # the tiny fixture's head dim of 8 is named as the reason
+    assert "head dim 8" in decoder_mod.native_reason(tiny_model[0], torch.float32, torch.device("cpu"))
+
+
+def test_kernel_that_cannot_be_built_is_reported_once(monkeypatch, capsys):
+    from tinyr1.rollout import native
+
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_build", lambda: (_ for _ in ()).throw(RuntimeError("Error building: no g++")))
+    assert native.decode_attention() is None and native.decode_attention() is None
+    err = capsys.readouterr().err
+    assert err.count("not built") == 1 and "no g++" in err and "eager attention" in err
+
+
+def test_greedy_engine_with_the_native_kernel_equals_generate(tiny_model, monkeypatch, native_op):
+    """The whole engine on Llama and Qwen2 models the kernel runs: greedy tokens are `generate`'s,
+    with a row leaving mid-batch."""
+    from tinyr1.rollout import sampler as sampler_mod
+    from tinyr1.rollout.sampler import SamplingParams, sample
+
+    _, tok = tiny_model
+    used = []
+    real = GroupedDecoder.__init__
+    monkeypatch.setattr(GroupedDecoder, "__init__", lambda self, *a, **k: real(self, *a, **k) or used.append(self.native))
+    prompts = ["Calculate 12 + 7.", "3 * 4", "What is 5 - 3 - 6? Solve the problem step by step.", "Again: 2 + 2"]
+    params = SamplingParams(max_new_tokens=20, temperature=0.0, batch_size=8)
+    for model in (_llama(len(tok), 32, 4, 2, 16), _qwen2_tiny(len(tok), head_dim=16)):
+        free = sample(model, tok, prompts, params, engine="hf")
+        stop = free.response_ids[2][3]  # a token row 2 emits at step 4: that row leaves the batch
+        monkeypatch.setattr(sampler_mod, "stop_token_ids", lambda m, t: [stop])
+        fast = sample(model, tok, prompts, params, engine="fast")
+        ref = sample(model, tok, prompts, params, engine="hf")
+        monkeypatch.undo()
+        monkeypatch.setattr(GroupedDecoder, "__init__", lambda self, *a, **k: real(self, *a, **k) or used.append(self.native))
+        assert fast.response_ids == ref.response_ids and fast.finished == ref.finished and any(fast.finished)
+    assert used == [True, True]

@@ -6,13 +6,18 @@ decide its speed. `GroupedDecoder` runs the same arithmetic with the model's own
 and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts x 8 samples, bf16,
 2 CPU cores; numbers in benchmarks/RESULTS.md):
 
-  - cascade attention: a prompt's keys and values are stored once for its `n` samples, and the
-    `n x heads` queries of a group attend to them in one matmul; only the responses' keys are
-    per row. The prompt is about half of the KV cache in a GRPO rollout and is read n times less;
-  - response keys are stored transposed, (rows, kv heads, head dim, positions), in buffers that
-    grow by `CHUNK` positions: each step's matmuls read whole buffers (the unfilled tail masked,
-    zeros), because a slice of a bigger buffer is copied by torch's CPU matmul before it runs
-    (that copy of every layer's cache was a sixth of a step at batch 64);
+  - cascade attention: a prompt's keys and values are stored once for its `n` samples; only the
+    responses' keys are per row. The prompt is about half of the KV cache in a GRPO rollout and
+    is read from memory n times less;
+  - attention on CPU runs in one compiled kernel per layer (`decode_attention.cpp`, built on first
+    use by `native.py`): per (row, kv head) the group's query heads score 16 key positions at a
+    time, softmax in float32, and the weighted sum of values, reading only filled positions, with
+    keys stored in blocks of 16 positions in buffers allocated once. About half the time of the
+    same attention as eager matmuls at batch 64 (`_NativeCache`);
+  - elsewhere (GPU, no compiler, `TINYR1_NATIVE=0`) eager ops (`_EagerCache`): response keys stored
+    transposed, (rows, kv heads, head dim, positions), in buffers that grow by `CHUNK` positions
+    and are read whole (the unfilled tail masked, zeros), because a slice of a bigger buffer is
+    copied by torch's CPU matmul before it runs;
   - one q/k/v projection per layer (the three weights concatenated), rotary embedding over q and
     k together, the attention scale folded into q's rotation;
   - on CPU in bfloat16, weights prepacked for oneDNN (kept until a weight changes) (`mkldnn._linear_pointwise`,
@@ -21,7 +26,8 @@ and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts 
 
 Prefill stays with transformers' forward (`engine._GroupedSteps`); only the 1-token steps run here. In float32
 the steps match transformers' forward to rounding (tests check greedy tokens against `generate`);
-in bfloat16 the attention scores are rounded to bfloat16 like every other activation.
+in bfloat16 the eager path rounds attention scores and probabilities to bfloat16 like every other
+activation; the kernel keeps them in float32.
 Models this does not recognise (other architectures, adapters not merged, sliding windows) go
 through transformers' forward instead (`unsupported_reason`).
 """
@@ -129,6 +135,126 @@ def _prepared_weights(model, lin: _Linears):
     return layers, head
 
 
+class _EagerCache:
+    """Keys and values for eager-PyTorch attention (any device, dtype and head size).
+
+    Prompt keys transposed (groups, kv, d, width); response keys transposed (rows, kv, d, buffer),
+    values (rows, kv, buffer, d), in buffers that grow by `CHUNK` and are read whole: a slice of a
+    bigger buffer is copied by torch's CPU matmul before it runs. Unfilled positions are zeros
+    (finite) masked by an additive bias.
+    """
+
+    def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor):
+        rows, dtype, device = dec.groups * dec.n, dec.dtype, dec.device
+        self.dec = dec
+        self.prompt_k = [k.to(dtype).transpose(-1, -2).contiguous() for k, _ in prompt_kv]
+        self.prompt_v = [v.to(dtype).contiguous() for _, v in prompt_kv]
+        # additive mask per row over [prompt | response buffer]: -inf at padding and unfilled positions
+        self.bias = torch.zeros(rows, 1, 1, dec.width, device=device).masked_fill(
+            ~prompt_mask.bool().repeat_interleave(dec.n, 0)[:, None, None], float("-inf"))
+        self.resp_k = [torch.zeros(rows, dec.hkv, dec.d, 0, dtype=dtype, device=device) for _ in prompt_kv]
+        self.resp_v = [torch.zeros(rows, dec.hkv, 0, dec.d, dtype=dtype, device=device) for _ in prompt_kv]
+
+    def select(self, keep: torch.Tensor) -> None:
+        self.resp_k = [k[keep] for k in self.resp_k]
+        self.resp_v = [v[keep] for v in self.resp_v]
+        self.bias = self.bias[keep]
+
+    def open(self, t: int) -> None:
+        """Make room for response position `t` (growing by `CHUNK`) and unmask it."""
+        if t == self.resp_v[0].shape[2]:
+            old, new = t, min(self.dec.capacity, t + CHUNK)
+            for i, (k, v) in enumerate(zip(self.resp_k, self.resp_v)):
+                self.resp_k[i] = torch.cat([k, k.new_zeros(*k.shape[:3], new - old)], 3)
+                self.resp_v[i] = torch.cat([v, v.new_zeros(v.shape[0], v.shape[1], new - old, v.shape[3])], 2)
+            self.bias = torch.cat([self.bias, self.bias.new_full((*self.bias.shape[:3], new - old), float("-inf"))], 3)
+        self.bias[..., self.dec.width + t] = 0.0
+
+    def attention(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int) -> torch.Tensor:
+        """q (R, H, D) already scaled, k and v (R, Hkv, D) of the token at response position t -> (R, H * D)."""
+        dec = self.dec
+        r, hkv, d, g, groups, n, width = q.shape[0], dec.hkv, dec.d, dec.h // dec.hkv, dec.groups, dec.n, dec.width
+        self.resp_k[i][:, :, :, t] = k
+        self.resp_v[i][:, :, t] = v
+        q = q.reshape(r, hkv, g, d)
+        # the prompt: a group's n x g query heads per kv head against the prompt's keys, read once
+        qg = dec.per_group(q).transpose(1, 2).reshape(groups, hkv, n * g, d)
+        s_prompt = torch.matmul(qg, self.prompt_k[i])  # (groups, hkv, n * g, width)
+        s_prompt = dec.per_row(s_prompt.view(groups, hkv, n, g, -1).transpose(1, 2).reshape(groups * n, hkv, g, -1))
+        s_resp = torch.matmul(q, self.resp_k[i])  # (R, hkv, g, buffer positions)
+        p = torch.softmax(torch.cat([s_prompt, s_resp], -1) + self.bias, -1).to(dec.dtype)  # float32 scores
+        pg = dec.per_group(p[..., :width]).transpose(1, 2).reshape(groups, hkv, n * g, width)
+        o_prompt = torch.matmul(pg, self.prompt_v[i]).view(groups, hkv, n, g, d).transpose(1, 2)
+        o_prompt = dec.per_row(o_prompt.reshape(groups * n, hkv, g, d))
+        out = torch.matmul(p[..., width:], self.resp_v[i]) + o_prompt
+        return out.reshape(r, dec.h * d)
+
+
+class _NativeCache:
+    """Keys and values for the compiled kernel (`native.decode_attention`, CPU, float32 / bfloat16).
+
+    Keys in blocks of 16 positions, (.., blocks, d, 16): the kernel reads a block as one contiguous
+    stretch and scores its 16 positions at once. A prompt's keys and values are stored once for
+    its rows (`group` says which prompt a row continues). The kernel reads filled positions only,
+    through strides, so the response buffers are allocated for `capacity` positions once
+    (uninitialised: memory is committed as it is written) and never grow; dropping rows copies
+    only the filled part.
+    """
+
+    def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor, op):
+        from . import native
+
+        self.dec, self.op, self.block = dec, op, native.BLOCK
+        dtype, device, b = dec.dtype, dec.device, native.BLOCK
+        pad = -dec.width % b
+        self.prompt_k = [F.pad(k.to(dtype), (0, 0, 0, pad)).unflatten(2, (-1, b)).transpose(-1, -2).contiguous()
+                         for k, _ in prompt_kv]  # (groups, kv, blocks, d, 16)
+        self.prompt_v = [v.to(dtype).contiguous() for _, v in prompt_kv]
+        self.prompt_bias = F.pad(prompt_mask.bool(), (0, pad)).logical_not().float().mul(-1e30).contiguous()
+        rows, blocks = dec.groups * dec.n, -(-dec.capacity // b)
+        self.group = torch.arange(rows, device=device) // dec.n
+        self.resp_k = [torch.empty(rows, dec.hkv, blocks, dec.d, b, dtype=dtype, device=device) for _ in prompt_kv]
+        self.resp_v = [torch.empty(rows, dec.hkv, blocks * b, dec.d, dtype=dtype, device=device) for _ in prompt_kv]
+
+    def select(self, keep: torch.Tensor) -> None:
+        t = self.dec.length
+        blocks = -(-t // self.block)
+        for i, (k, v) in enumerate(zip(self.resp_k, self.resp_v)):
+            self.resp_k[i] = k.new_empty(len(keep), *k.shape[1:])
+            self.resp_k[i][:, :, :blocks] = k[:, :, :blocks][keep]
+            self.resp_v[i] = v.new_empty(len(keep), *v.shape[1:])
+            self.resp_v[i][:, :, :t] = v[:, :, :t][keep]
+        self.group = self.group[keep]
+
+    def open(self, t: int) -> None:
+        """Nothing to do: the buffers hold `capacity` positions."""
+
+    def attention(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int) -> torch.Tensor:
+        """As `_EagerCache.attention`, by one kernel call."""
+        dec, b = self.dec, self.block
+        self.resp_k[i][:, :, t // b, :, t % b] = k
+        self.resp_v[i][:, :, t] = v
+        q = q.view(q.shape[0], dec.hkv, dec.h // dec.hkv, dec.d)
+        return self.op(q, self.prompt_k[i], self.prompt_v[i], self.prompt_bias, self.resp_k[i], self.resp_v[i], t + 1,
+                       self.group)
+
+
+def native_reason(model, dtype: torch.dtype, device: torch.device) -> str | None:
+    """Why the compiled attention kernel cannot run `model`'s decode steps (None when it can)."""
+    from . import native
+
+    config = model.config
+    h, hkv = config.num_attention_heads, config.num_key_value_heads
+    d = getattr(config, "head_dim", None) or config.hidden_size // h
+    if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+        return f"{device.type} {dtype}: the kernel is for CPU float32 / bfloat16"
+    if d % native.BLOCK or h // hkv > native.MAX_GROUP:
+        return f"head dim {d} (a multiple of {native.BLOCK} needed) or {h // hkv} query heads per kv head (at most {native.MAX_GROUP})"
+    if native.decode_attention() is None:
+        return "the kernel is off (TINYR1_NATIVE=0) or could not be built"
+    return None
+
+
 class GroupedDecoder:
     """Decode steps for `rows = groups x n` sequences, row r continuing prompt r // n.
 
@@ -136,9 +262,11 @@ class GroupedDecoder:
     width, head dim) keys and values transformers' cache holds, `prompt_mask` (groups, width)
     True at real tokens). `step(tokens, positions)` appends one token per live row and returns
     its next-token logits; `select(keep)` drops rows (their prompt's cache stays shared).
+    Attention runs in the compiled kernel where `native_reason` allows (`native=None`), else as
+    eager PyTorch ops; `native=False` forces the latter.
     """
 
-    def __init__(self, model, prompt_kv, prompt_mask: torch.Tensor, n: int, capacity: int):
+    def __init__(self, model, prompt_kv, prompt_mask: torch.Tensor, n: int, capacity: int, native: bool | None = None):
         config = model.config
         self.model, self.inner = model, model.model
         self.h, self.hkv = config.num_attention_heads, config.num_key_value_heads
@@ -150,37 +278,31 @@ class GroupedDecoder:
         rows = self.groups * n
         self.lin = _Linears(_prepacked_cpu(self.dtype, self.device), rows)
         self.layers, self.head = _prepared_weights(model, self.lin)
-        # prompt keys transposed (groups, kv, d, width); padding masked by an additive bias
-        self.prompt_k = [k.to(self.dtype).transpose(-1, -2).contiguous() for k, _ in prompt_kv]
-        self.prompt_v = [v.to(self.dtype).contiguous() for _, v in prompt_kv]
-        # additive mask per row over [prompt | response buffer]: -inf at padding and unfilled positions
-        self.bias = torch.zeros(rows, 1, 1, self.width, device=self.device).masked_fill(
-            ~prompt_mask.bool().repeat_interleave(n, 0)[:, None, None], float("-inf"))
-        self.resp_k = [torch.zeros(rows, self.hkv, self.d, 0, dtype=self.dtype, device=self.device) for _ in self.layers]
-        self.resp_v = [torch.zeros(rows, self.hkv, 0, self.d, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.slot = None  # each row's place in the full groups x n layout; None while no row has left
         self.length, self.capacity = 0, capacity
+        reason = native_reason(model, self.dtype, self.device) if native is not False else "native=False"
+        if native and reason:
+            raise ValueError(f"native attention asked for but unavailable: {reason}")
+        if reason is None:
+            from . import native as native_mod
+
+            self.cache = _NativeCache(self, prompt_kv, prompt_mask, native_mod.decode_attention())
+        else:
+            self.cache = _EagerCache(self, prompt_kv, prompt_mask)
         scale = self.d**-0.5  # folded into q's rotation; k's rows keep 1
         self.qk_scale = torch.cat([torch.full((self.h, 1), scale), torch.ones(self.hkv, 1)]).to(self.device, self.dtype)
+
+    @property
+    def native(self) -> bool:
+        return isinstance(self.cache, _NativeCache)
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only rows `keep` (ascending indices into the current rows)."""
         full = torch.arange(self.groups * self.n, device=self.device) if self.slot is None else self.slot
         self.slot = full[keep]
-        self.resp_k = [k[keep] for k in self.resp_k]
-        self.resp_v = [v[keep] for v in self.resp_v]
-        self.bias = self.bias[keep]
+        self.cache.select(keep)
 
-    def _grow(self) -> None:
-        """`CHUNK` more response positions in every layer's buffers (zeros: masked, and finite)."""
-        old = self.resp_v[0].shape[2]
-        new = min(self.capacity, old + CHUNK)
-        for i, (k, v) in enumerate(zip(self.resp_k, self.resp_v)):
-            self.resp_k[i] = torch.cat([k, k.new_zeros(*k.shape[:3], new - old)], 3)
-            self.resp_v[i] = torch.cat([v, v.new_zeros(v.shape[0], v.shape[1], new - old, v.shape[3])], 2)
-        self.bias = torch.cat([self.bias, self.bias.new_full((*self.bias.shape[:3], new - old), float("-inf"))], 3)
-
-    def _per_group(self, x: torch.Tensor) -> torch.Tensor:
+    def per_group(self, x: torch.Tensor) -> torch.Tensor:
         """Rows' (R, ...) values in the (groups, n, ...) layout, zeros where a row has left."""
         if self.slot is None:
             return x.view(self.groups, self.n, *x.shape[1:])
@@ -188,36 +310,17 @@ class GroupedDecoder:
         full[self.slot] = x
         return full.view(self.groups, self.n, *x.shape[1:])
 
-    def _per_row(self, x: torch.Tensor) -> torch.Tensor:
-        """The inverse of `_per_group`: (groups * n, ...) back to the live rows."""
+    def per_row(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `per_group`: (groups * n, ...) back to the live rows."""
         return x if self.slot is None else x[self.slot]
-
-    def attention(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (R, H, D) already scaled, k and v (R, Hkv, D) of the new token -> (R, H * D)."""
-        r, hkv, d, g, groups, n, t = q.shape[0], self.hkv, self.d, self.h // self.hkv, self.groups, self.n, self.length
-        self.resp_k[i][:, :, :, t] = k
-        self.resp_v[i][:, :, t] = v
-        q = q.reshape(r, hkv, g, d)
-        # the prompt: a group's n x g query heads per kv head against the prompt's keys, read once
-        qg = self._per_group(q).transpose(1, 2).reshape(groups, hkv, n * g, d)
-        s_prompt = torch.matmul(qg, self.prompt_k[i])  # (groups, hkv, n * g, width)
-        s_prompt = self._per_row(s_prompt.view(groups, hkv, n, g, -1).transpose(1, 2).reshape(groups * n, hkv, g, -1))
-        s_resp = torch.matmul(q, self.resp_k[i])  # (R, hkv, g, buffer positions)
-        p = torch.softmax(torch.cat([s_prompt, s_resp], -1) + self.bias, -1).to(self.dtype)  # float32 scores
-        pg = self._per_group(p[..., : self.width]).transpose(1, 2).reshape(groups, hkv, n * g, self.width)
-        o_prompt = torch.matmul(pg, self.prompt_v[i]).view(groups, hkv, n, g, d).transpose(1, 2)
-        o_prompt = self._per_row(o_prompt.reshape(groups * n, hkv, g, d))
-        out = torch.matmul(p[..., self.width :], self.resp_v[i]) + o_prompt
-        return out.reshape(r, self.h * d)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """tokens, positions (R,) -> next-token logits (R, vocab) in the model's dtype."""
         if self.length >= self.capacity:
             raise RuntimeError(f"decode cache of {self.capacity} positions is full")
-        if self.length == self.resp_v[0].shape[2]:
-            self._grow()
-        self.bias[..., self.width + self.length] = 0.0
+        t, cache = self.length, self.cache
+        cache.open(t)
         x = self.inner.embed_tokens(tokens)
         cos, sin = self.inner.rotary_emb(x, positions[:, None])
         cos, sin = cos[:, :1] * self.qk_scale, sin[:, :1] * self.qk_scale  # (R, H + Hkv, D)
@@ -227,7 +330,7 @@ class GroupedDecoder:
             qkv = lin(F.rms_norm(x, hidden, norm1, self.eps), qkv_w)
             qk = qkv[:, : (h + hkv) * d].view(r, h + hkv, d)
             qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], -1) * sin
-            o = self.attention(i, qk[:, :h], qk[:, h:], qkv[:, (h + hkv) * d :].view(r, hkv, d))
+            o = cache.attention(i, qk[:, :h], qk[:, h:], qkv[:, (h + hkv) * d :].view(r, hkv, d), t)
             x = lin(o, o_w, "add", x)
             y = F.rms_norm(x, hidden, norm2, self.eps)
             x = lin(lin(y, up_w, "mul", lin(y, gate_w, "silu")), down_w, "add", x)
