@@ -1,8 +1,9 @@
 """The sampler's one compiled kernel: a decode step's attention (`decode_attention.cpp`).
 
 Built on first use with torch.utils.cpp_extension (a C++ compiler and ninja, about 10 s on
-2 cores, printed once to stderr) into torch's extension cache, keyed by the source, the flags and
-this CPU (`-march=native`), and loaded from there afterwards. Where it cannot be built (no
+2 cores, said once on stderr) into `~/.cache/torch_extensions/tinyr1/` (or `$TORCH_EXTENSIONS_DIR`),
+in a folder named by a hash of the source, the flags, torch's version and this CPU
+(`-march=native`), and loaded from there afterwards. Where it cannot be built (no
 compiler, another platform) the decoder runs the same attention as eager PyTorch ops; the reason is
 printed once. `TINYR1_NATIVE=0` turns the kernel off.
 """
@@ -38,13 +39,20 @@ def _build():
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_identity().encode()
                          + torch.__version__.encode()).hexdigest()[:12]
     name = f"tinyr1_native_{key}"
-    try:
-        built = (Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so").exists()
-    except Exception:  # a private helper: if it moves, say so every time rather than fail
-        built = False
-    if not built:
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(cpp_extension.get_default_build_root(), "tinyr1")
+    directory = Path(root) / name
+    directory.mkdir(parents=True, exist_ok=True)
+    # compiled from a copy in the build folder: ninja rebuilds when the source's path changes
+    # (another checkout, a worktree), and the name already says which source it is
+    source = directory / SOURCE.name
+    if not source.exists() or source.read_bytes() != SOURCE.read_bytes():
+        tmp = directory / f"{SOURCE.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(SOURCE.read_bytes())
+        os.replace(tmp, source)  # atomic: ranks of a distributed run may get here together
+    if not (directory / f"{name}.so").exists():
         print("tinyr1: compiling the decode-attention kernel (once, about 10 s)", file=sys.stderr, flush=True)
-    cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, is_python_module=False, verbose=False)
+    cpp_extension.load(name=name, sources=[str(source)], extra_cflags=FLAGS, is_python_module=False, verbose=False,
+                       build_directory=str(directory))
     return torch.ops.tinyr1.decode_attention
 
 
@@ -56,8 +64,8 @@ def decode_attention():
         try:
             _state["op"] = _build()
         except Exception as e:  # no compiler, no ninja, an unsupported platform: eager attention instead
-            first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-            print(f"tinyr1: decode-attention kernel not built ({first[:200]}); using eager attention",
+            last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+            print(f"tinyr1: decode-attention kernel not built ({last[:200]}); using eager attention",
                   file=sys.stderr, flush=True)
             _state["op"] = None
     return _state["op"]
