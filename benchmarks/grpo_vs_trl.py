@@ -40,6 +40,12 @@ token. With LoRA the frozen base weights need no weight gradient, so the true up
 nearer 4P per token: the update figure overstates the matrix units' work by up to 1.5x. Attention
 score FLOPs and the LoRA branches are left out. The ceilings next to them are this machine's
 measured matmul peaks (`benchmarks/ceilings.py`).
+
+Below the tables, tinyr1's sampling at the full batch (prompts x samples rows, before any row
+finishes): the median decode iteration (draw of the next tokens + the model's 1-token step, from
+`rollout.engine.STEP_TIMES`) as 2 * P * rows GFLOP/s and as a share of the bf16 peak, measured in
+the same run as the tables. The sampling column above averages over the whole rollout instead:
+the refresh, the prefill and the tail where few rows are left.
 """
 
 from __future__ import annotations
@@ -130,6 +136,7 @@ def tinyr1_worker(cfg: dict) -> None:
 
     from tinyr1.recipes import grpo
     from tinyr1.recipes import setup as S
+    from tinyr1.rollout import engine
     from tinyr1.rollout.policy_copy import SamplingCopy
 
     torch.manual_seed(cfg["seed"])
@@ -143,6 +150,7 @@ def tinyr1_worker(cfg: dict) -> None:
     while receive() == "step":
         t0 = time.perf_counter()
         timer: dict[str, float] = {}
+        engine.STEP_TIMES = []  # each decode iteration's (rows, seconds)
         # 1-2. rollout and reward, on the refreshed sampling copy (the refresh is part of sampling)
         rows, rewards, _, _, _ = grpo.collect(sampler.refresh(model), tokenizer, data.stream, job, reward_fns, data.shots, timer)
         t1 = time.perf_counter()
@@ -154,7 +162,9 @@ def tinyr1_worker(cfg: dict) -> None:
         send({"sampling": t1 - t0 - timer["reward"], "reward": timer["reward"], "update": t2 - t1, "step": t2 - t0,
               "logprob_diff": metrics.get("rollout/logprob_diff"),
               "generated_tokens": int(rollout.response_mask.sum()), "update_tokens": int(rollout.attention_mask.sum()),
-              "prompts": fingerprint(rows["prompt_ids"]), "peak_rss_mb": peak_rss_mb()})
+              "prompts": fingerprint(rows["prompt_ids"]), "peak_rss_mb": peak_rss_mb(),
+              "full_batch_rows": job.grpo.batch_size,
+              "full_batch_steps": [t for r, t in engine.STEP_TIMES if r == job.grpo.batch_size]})
 
 
 # ----------------------------------------------------------------------------- TRL worker
@@ -344,6 +354,14 @@ def print_table(new_tokens: int, results: dict[str, dict], peaks: dict[str, floa
                              f"{reward} | {s['update'] / t['update']:.2f}x | | | "
                              f"{s['gen_tok_s'] / t['gen_tok_s']:.2f}x | {s['upd_tok_s'] / t['upd_tok_s']:.2f}x | | | "
                              f"{s['peak_rss_gb'] / t['peak_rss_gb']:.2f}x |")
+    for tool, r in results.items():
+        full = [t for s in r["steps"] for t in s.get("full_batch_steps", [])]
+        if full:  # decoding at the whole batch, before any row finished: draw + model step per iteration
+            sec, rows = statistics.median(full), r["steps"][0]["full_batch_rows"]
+            g = 2 * r["info"]["params"] * rows / sec / 1e9
+            share = f" = {100 * g / peaks['bfloat16']:.0f}% of the bf16 peak" if peaks else ""
+            lines += ["", f"{tool}: decode iterations at all {rows} rows (before any row finished): median {1000 * sec:.1f} ms "
+                          f"over {len(full)} iterations = {g:.0f} GFLOP/s{share}"]
     for tool, r in results.items():
         diffs = [s["logprob_diff"] for s in r["steps"] if s.get("logprob_diff") is not None]
         if diffs:

@@ -139,3 +139,21 @@ def test_reported_logprobs_are_the_models_at_temperature_one(tiny_model, tempera
             logits = model(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
         expected = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
         assert torch.allclose(torch.tensor(s.logprobs[k]), expected, atol=1e-4), k
+
+
+def test_step_times_record_each_decode_iteration_and_its_rows(tiny_model, monkeypatch):
+    """engine.STEP_TIMES (for benchmarks): one (rows, seconds) per decode iteration; rows shrink
+    only when finished rows are dropped."""
+    from tinyr1.rollout import engine
+
+    model, tok = tiny_model
+    params = SamplingParams(max_new_tokens=16, temperature=0.0, batch_size=8)
+    stop = sample(model, tok, PROMPTS, params, engine="hf").response_ids[1][3]  # row 1 stops at step 4
+    monkeypatch.setattr(sampler_mod, "stop_token_ids", lambda m, t: [stop])
+    monkeypatch.setattr(engine, "STEP_TIMES", [])
+    out = sample(model, tok, PROMPTS, params, engine="fast")
+    rows = [r for r, _ in engine.STEP_TIMES]
+    lengths = [len(r) for r in out.response_ids]
+    # with 4 rows every finished row is dropped at once: step k runs the rows with more than k + 1 tokens
+    assert rows == [sum(n > k + 1 for n in lengths) for k in range(max(lengths) - 1)]
+    assert rows[-1] < 4 and all(s > 0 for _, s in engine.STEP_TIMES)

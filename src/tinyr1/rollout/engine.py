@@ -29,11 +29,14 @@ attention accumulates in float32, so in float32 the tokens are identical (tests 
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from tinyr1.rollout import decoder
 
 ATTENTION = "tinyr1_decode"
+STEP_TIMES: list[tuple[int, float]] | None = None  # set to a list to record (rows, seconds) of each decode iteration
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -199,6 +202,7 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
     live = torch.ones(total, dtype=torch.bool, device=device)
     stop_ids = torch.tensor(stops, device=device)
     for step in range(params.max_new_tokens):
+        t0 = time.perf_counter()
         tokens, probs = _draw(logits, params.temperature, params.top_p)
         if params.temperature == 1.0 and params.top_p >= 1.0:  # the drawn-from distribution is the one to report
             lp = probs.gather(-1, tokens[:, None]).squeeze(-1).log()
@@ -217,6 +221,8 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
             rows, tokens, next_pos, live = rows[keep], tokens[keep], next_pos[keep], live[keep]
         logits = steps.step(tokens, next_pos, live).float()
         next_pos = next_pos + 1
+        if STEP_TIMES is not None:  # the draw, the bookkeeping and the model's step for len(rows) rows
+            STEP_TIMES.append((len(rows), time.perf_counter() - t0))
     return responses, logprobs
 
 
