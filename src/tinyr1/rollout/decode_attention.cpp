@@ -1,4 +1,5 @@
-// One layer's attention for a decode step of `GroupedDecoder` (decoder.py), as one CPU kernel.
+// One layer's attention for a decode step of `GroupedDecoder` (decoder.py), as one CPU kernel,
+// and the two small steps around it (RMSNorm; rotary embedding + cache write) fused (at the end).
 //
 // Built on first use by rollout/native.py (torch.utils.cpp_extension, -O3 -march=native); the
 // eager-PyTorch path in decoder.py computes the same thing and is used where this is not built.
@@ -23,6 +24,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -218,11 +220,116 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& pk, const at:
   return out;
 }
 
+// ---- the small ops around attention, fused: each is one call instead of 5-8 eager ones ----------
+
+inline float round_like(float x, float) { return x; }
+inline float round_like(float x, c10::BFloat16) { return static_cast<float>(static_cast<c10::BFloat16>(x)); }
+
+// transformers' Llama RMSNorm: x * rsqrt(mean(x^2) + eps) in float32, rounded to x's dtype, times w
+template <typename T>
+void rms_norm_rows(const at::Tensor& x, const at::Tensor& w, double eps, at::Tensor& out) {
+  const int64_t rows = x.size(0), h = x.size(1);
+  const T* xp = x.data_ptr<T>();
+  const T* wp = w.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = xp + r * h;
+      float ss = 0.f;
+      for (int64_t i = 0; i < h; ++i) ss += static_cast<float>(xr[i]) * static_cast<float>(xr[i]);
+      const float scale = 1.f / std::sqrt(ss / h + static_cast<float>(eps));
+      for (int64_t i = 0; i < h; ++i)
+        op[r * h + i] = static_cast<T>(round_like(static_cast<float>(xr[i]) * scale, T()) * static_cast<float>(wp[i]));
+    }
+  });
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && w.dim() == 1 && w.size(0) == x.size(1) && w.is_contiguous() &&
+                  w.scalar_type() == x.scalar_type(),
+              "rms_norm: x (rows, hidden) contiguous and a weight (hidden,) of its dtype");
+  at::Tensor out = at::empty_like(x);
+  if (x.scalar_type() == at::kBFloat16) {
+    rms_norm_rows<c10::BFloat16>(x, w, eps, out);
+  } else {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, "rms_norm: float32 or bfloat16, got ", x.scalar_type());
+    rms_norm_rows<float>(x, w, eps, out);
+  }
+  return out;
+}
+
+// Rotary embedding of the new token's q and k heads (x * cos + rotate_half(x) * sin, computed in
+// float32), k written into response position t of the blocked key buffer, v into the value
+// buffer; returns the rotated q (rows, heads, head dim).
+template <typename T>
+void rotary_rows(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& rk, at::Tensor& rv,
+                 int64_t t, at::Tensor& q) {
+  const int64_t rows = qkv.size(0), h = q.size(1), d = q.size(2), hkv = rk.size(1), half = d / 2;
+  const T* xp = qkv.data_ptr<T>();
+  const T* cp = cos.data_ptr<T>();
+  const T* sp = sin.data_ptr<T>();
+  T* qp = q.data_ptr<T>();
+  T* kp = rk.data_ptr<T>();
+  T* vp = rv.data_ptr<T>();
+  const int64_t width = qkv.size(1), block = t / kBlock, lane = t % kBlock;
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t j = 0; j < h + hkv; ++j) {
+        const T* x = xp + r * width + j * d;
+        const T* c = cp + (r * (h + hkv) + j) * d;
+        const T* s = sp + (r * (h + hkv) + j) * d;
+        T* dst = j < h ? qp + (r * h + j) * d : nullptr;
+        T* kdst = j < h ? nullptr : kp + r * rk.stride(0) + (j - h) * rk.stride(1) + block * rk.stride(2) + lane;
+        for (int64_t e = 0; e < d; ++e) {
+          const float other = e < half ? -static_cast<float>(x[e + half]) : static_cast<float>(x[e - half]);
+          const T y = static_cast<T>(static_cast<float>(x[e]) * static_cast<float>(c[e]) + other * static_cast<float>(s[e]));
+          if (dst) dst[e] = y;
+          else kdst[e * kBlock] = y;
+        }
+      }
+      const T* v = xp + r * width + (h + hkv) * d;
+      for (int64_t k = 0; k < hkv; ++k)
+        std::memcpy(vp + r * rv.stride(0) + k * rv.stride(1) + t * rv.stride(2), v + k * d, d * sizeof(T));
+    }
+  });
+}
+
+at::Tensor rotary_append(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& rk,
+                         at::Tensor& rv, int64_t heads, int64_t t) {
+  const int64_t rows = qkv.size(0), hkv = rk.size(1), d = rk.size(3);
+  TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous() && qkv.size(1) == (heads + 2 * hkv) * d,
+              "rotary_append: qkv (rows, (heads + 2 kv heads) * head dim) contiguous");
+  TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.numel() == rows * (heads + hkv) * d &&
+                  sin.numel() == cos.numel() && cos.scalar_type() == qkv.scalar_type() &&
+                  sin.scalar_type() == qkv.scalar_type(),
+              "rotary_append: cos and sin (rows, heads + kv heads, head dim) contiguous, qkv's dtype");
+  TORCH_CHECK(rk.scalar_type() == qkv.scalar_type() && rv.scalar_type() == qkv.scalar_type() && rk.dim() == 5 &&
+                  rk.size(0) == rows && rk.size(4) == kBlock && rk.stride(4) == 1 && rk.stride(3) == kBlock &&
+                  rv.dim() == 4 && rv.size(0) == rows && rv.size(1) == hkv && rv.size(3) == d && rv.stride(3) == 1,
+              "rotary_append: key / value buffers in the decoder's layout");
+  TORCH_CHECK(t >= 0 && t < rk.size(2) * kBlock && t < rv.size(2) && d % 2 == 0, "rotary_append: position ", t,
+              " outside the buffers");
+  at::Tensor q = at::empty({rows, heads, d}, qkv.options());
+  if (qkv.scalar_type() == at::kBFloat16) {
+    rotary_rows<c10::BFloat16>(qkv, cos, sin, rk, rv, t, q);
+  } else {
+    TORCH_CHECK(qkv.scalar_type() == at::kFloat, "rotary_append: float32 or bfloat16, got ", qkv.scalar_type());
+    rotary_rows<float>(qkv, cos, sin, rk, rv, t, q);
+  }
+  return q;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tinyr1, m) {
   m.def("decode_attention(Tensor q, Tensor pk, Tensor pv, Tensor pbias, Tensor rk, Tensor rv, int length, "
         "Tensor group) -> Tensor");
+  m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
+  m.def("rotary_append(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) rk, Tensor(b!) rv, int heads, int t) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(tinyr1, CPU, m) { m.impl("decode_attention", &decode_attention); }
+TORCH_LIBRARY_IMPL(tinyr1, CPU, m) {
+  m.impl("decode_attention", &decode_attention);
+  m.impl("rms_norm", &rms_norm);
+  m.impl("rotary_append", &rotary_append);
+}

@@ -170,6 +170,15 @@ class _EagerCache:
             self.bias = torch.cat([self.bias, self.bias.new_full((*self.bias.shape[:3], new - old), float("-inf"))], 3)
         self.bias[..., self.dec.width + t] = 0.0
 
+    def attend(self, i: int, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, t: int) -> torch.Tensor:
+        """Layer i's attention for the new token at response position t: qkv (R, (H + 2 Hkv) * D) from
+        the projection, cos / sin (R, H + Hkv, D) with q's scale folded in -> (R, H * D)."""
+        dec = self.dec
+        r, h, hkv, d = qkv.shape[0], dec.h, dec.hkv, dec.d
+        qk = qkv[:, : (h + hkv) * d].view(r, h + hkv, d)
+        qk = qk * cos + torch.cat([-qk[..., d // 2 :], qk[..., : d // 2]], -1) * sin
+        return self.attention(i, qk[:, :h], qk[:, h:], qkv[:, (h + hkv) * d :].view(r, hkv, d), t)
+
     def attention(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int) -> torch.Tensor:
         """q (R, H, D) already scaled, k and v (R, Hkv, D) of the token at response position t -> (R, H * D)."""
         dec = self.dec
@@ -201,10 +210,10 @@ class _NativeCache:
     only the filled part.
     """
 
-    def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor, op):
+    def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor, ops):
         from . import native
 
-        self.dec, self.op, self.block = dec, op, native.BLOCK
+        self.dec, self.ops, self.block = dec, ops, native.BLOCK
         dtype, device, b = dec.dtype, dec.device, native.BLOCK
         pad = -dec.width % b
         self.prompt_k = [F.pad(k.to(dtype), (0, 0, 0, pad)).unflatten(2, (-1, b)).transpose(-1, -2).contiguous()
@@ -229,14 +238,13 @@ class _NativeCache:
     def open(self, t: int) -> None:
         """Nothing to do: the buffers hold `capacity` positions."""
 
-    def attention(self, i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int) -> torch.Tensor:
-        """As `_EagerCache.attention`, by one kernel call."""
-        dec, b = self.dec, self.block
-        self.resp_k[i][:, :, t // b, :, t % b] = k
-        self.resp_v[i][:, :, t] = v
+    def attend(self, i: int, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, t: int) -> torch.Tensor:
+        """As `_EagerCache.attend`, in two kernel calls: rotary + cache write, then attention."""
+        dec = self.dec
+        q = self.ops.rotary_append(qkv, cos, sin, self.resp_k[i], self.resp_v[i], dec.h, t)
         q = q.view(q.shape[0], dec.hkv, dec.h // dec.hkv, dec.d)
-        return self.op(q, self.prompt_k[i], self.prompt_v[i], self.prompt_bias, self.resp_k[i], self.resp_v[i], t + 1,
-                       self.group)
+        return self.ops.decode_attention(q, self.prompt_k[i], self.prompt_v[i], self.prompt_bias, self.resp_k[i],
+                                         self.resp_v[i], t + 1, self.group)
 
 
 def native_reason(model, dtype: torch.dtype, device: torch.device) -> str | None:
@@ -283,12 +291,16 @@ class GroupedDecoder:
         reason = native_reason(model, self.dtype, self.device) if native is not False else "native=False"
         if native and reason:
             raise ValueError(f"native attention asked for but unavailable: {reason}")
+        hidden = (config.hidden_size,)
         if reason is None:
             from . import native as native_mod
 
-            self.cache = _NativeCache(self, prompt_kv, prompt_mask, native_mod.decode_attention())
+            ops = native_mod.kernels()
+            self.cache = _NativeCache(self, prompt_kv, prompt_mask, ops)
+            self.norm = lambda x, w: ops.rms_norm(x, w, self.eps)
         else:
             self.cache = _EagerCache(self, prompt_kv, prompt_mask)
+            self.norm = lambda x, w: F.rms_norm(x, hidden, w, self.eps)
         scale = self.d**-0.5  # folded into q's rotation; k's rows keep 1
         self.qk_scale = torch.cat([torch.full((self.h, 1), scale), torch.ones(self.hkv, 1)]).to(self.device, self.dtype)
 
@@ -324,15 +336,11 @@ class GroupedDecoder:
         x = self.inner.embed_tokens(tokens)
         cos, sin = self.inner.rotary_emb(x, positions[:, None])
         cos, sin = cos[:, :1] * self.qk_scale, sin[:, :1] * self.qk_scale  # (R, H + Hkv, D)
-        r, h, hkv, d, lin = x.shape[0], self.h, self.hkv, self.d, self.lin
-        hidden, half = (x.shape[-1],), d // 2
+        lin, norm = self.lin, self.norm
         for i, (norm1, qkv_w, o_w, norm2, gate_w, up_w, down_w) in enumerate(self.layers):
-            qkv = lin(F.rms_norm(x, hidden, norm1, self.eps), qkv_w)
-            qk = qkv[:, : (h + hkv) * d].view(r, h + hkv, d)
-            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], -1) * sin
-            o = cache.attention(i, qk[:, :h], qk[:, h:], qkv[:, (h + hkv) * d :].view(r, hkv, d), t)
+            o = cache.attend(i, lin(norm(x, norm1), qkv_w), cos, sin, t)
             x = lin(o, o_w, "add", x)
-            y = F.rms_norm(x, hidden, norm2, self.eps)
+            y = norm(x, norm2)
             x = lin(lin(y, up_w, "mul", lin(y, gate_w, "silu")), down_w, "add", x)
         self.length += 1
-        return lin(F.rms_norm(x, hidden, self.inner.norm.weight, self.eps), self.head)
+        return lin(norm(x, self.inner.norm.weight), self.head)

@@ -1,4 +1,4 @@
-"""The sampler's one compiled kernel: a decode step's attention (`decode_attention.cpp`).
+"""The sampler's compiled kernels (`decode_attention.cpp`): a decode step's attention, RMSNorm, rotary + cache write.
 
 Built on first use with torch.utils.cpp_extension (a C++ compiler and ninja, about 10 s on
 2 cores, said once on stderr) into `~/.cache/torch_extensions/tinyr1/` (or `$TORCH_EXTENSIONS_DIR`),
@@ -53,19 +53,27 @@ def _build():
         print("tinyr1: compiling the decode-attention kernel (once, about 10 s)", file=sys.stderr, flush=True)
     cpp_extension.load(name=name, sources=[str(source)], extra_cflags=FLAGS, is_python_module=False, verbose=False,
                        build_directory=str(directory))
-    return torch.ops.tinyr1.decode_attention
+    return torch.ops.tinyr1
 
 
-def decode_attention():
-    """The compiled `decode_attention` op, or None where it is off or cannot be built."""
+def kernels():
+    """The compiled ops (`torch.ops.tinyr1`: decode_attention, rms_norm, rotary_append), or None
+    where they are off or cannot be built."""
     if os.environ.get("TINYR1_NATIVE", "1") == "0":
         return None
     if "op" not in _state:
         try:
             _state["op"] = _build()
         except Exception as e:  # no compiler, no ninja, an unsupported platform: eager attention instead
-            last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-            print(f"tinyr1: decode-attention kernel not built ({last[:200]}); using eager attention",
+            lines = str(e).strip().splitlines() or [type(e).__name__]
+            why = next((x for x in lines if "error" in x.lower() and "ninja" not in x.lower()), lines[-1])
+            print(f"tinyr1: decode-attention kernel not built ({why.strip()[:300]}); using eager attention",
                   file=sys.stderr, flush=True)
             _state["op"] = None
     return _state["op"]
+
+
+def decode_attention():
+    """The compiled `decode_attention` op, or None where it is off or cannot be built."""
+    ops = kernels()
+    return None if ops is None else ops.decode_attention
