@@ -13,7 +13,8 @@ and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts 
     use by `native.py`): per (row, kv head) the group's query heads score 16 key positions at a
     time, softmax in float32, and the weighted sum of values, reading only filled positions, with
     keys stored in blocks of 16 positions in buffers allocated once. About half the time of the
-    same attention as eager matmuls at batch 64 (`_NativeCache`);
+    same attention as eager matmuls at batch 64 (`_NativeCache`). The same extension fuses the
+    RMSNorms and the rotary embedding + cache write (one call each instead of ~8 eager ops);
   - elsewhere (GPU, no compiler, `TINYR1_NATIVE=0`) eager ops (`_EagerCache`): response keys stored
     transposed, (rows, kv heads, head dim, positions), in buffers that grow by `CHUNK` positions
     and are read whole (the unfilled tail masked, zeros), because a slice of a bigger buffer is
