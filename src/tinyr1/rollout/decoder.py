@@ -155,11 +155,28 @@ class _EagerCache:
             ~prompt_mask.bool().repeat_interleave(dec.n, 0)[:, None, None], float("-inf"))
         self.resp_k = [torch.zeros(rows, dec.hkv, dec.d, 0, dtype=dtype, device=device) for _ in prompt_kv]
         self.resp_v = [torch.zeros(rows, dec.hkv, 0, dec.d, dtype=dtype, device=device) for _ in prompt_kv]
+        self.slot = None  # each row's place in the full groups x n layout; None while no row has left
 
     def select(self, keep: torch.Tensor) -> None:
+        dec = self.dec
+        full = torch.arange(dec.groups * dec.n, device=dec.device) if self.slot is None else self.slot
+        self.slot = full[keep]
         self.resp_k = [k[keep] for k in self.resp_k]
         self.resp_v = [v[keep] for v in self.resp_v]
         self.bias = self.bias[keep]
+
+    def per_group(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows' (R, ...) values in the (groups, n, ...) layout, zeros where a row has left."""
+        groups, n = self.dec.groups, self.dec.n
+        if self.slot is None:
+            return x.view(groups, n, *x.shape[1:])
+        full = x.new_zeros(groups * n, *x.shape[1:])
+        full[self.slot] = x
+        return full.view(groups, n, *x.shape[1:])
+
+    def per_row(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `per_group`: (groups * n, ...) back to the live rows."""
+        return x if self.slot is None else x[self.slot]
 
     def open(self, t: int) -> None:
         """Make room for response position `t` (growing by `CHUNK`) and unmask it."""
@@ -188,14 +205,14 @@ class _EagerCache:
         self.resp_v[i][:, :, t] = v
         q = q.reshape(r, hkv, g, d)
         # the prompt: a group's n x g query heads per kv head against the prompt's keys, read once
-        qg = dec.per_group(q).transpose(1, 2).reshape(groups, hkv, n * g, d)
+        qg = self.per_group(q).transpose(1, 2).reshape(groups, hkv, n * g, d)
         s_prompt = torch.matmul(qg, self.prompt_k[i])  # (groups, hkv, n * g, width)
-        s_prompt = dec.per_row(s_prompt.view(groups, hkv, n, g, -1).transpose(1, 2).reshape(groups * n, hkv, g, -1))
+        s_prompt = self.per_row(s_prompt.view(groups, hkv, n, g, -1).transpose(1, 2).reshape(groups * n, hkv, g, -1))
         s_resp = torch.matmul(q, self.resp_k[i])  # (R, hkv, g, buffer positions)
         p = torch.softmax(torch.cat([s_prompt, s_resp], -1) + self.bias, -1).to(dec.dtype)  # float32 scores
-        pg = dec.per_group(p[..., :width]).transpose(1, 2).reshape(groups, hkv, n * g, width)
+        pg = self.per_group(p[..., :width]).transpose(1, 2).reshape(groups, hkv, n * g, width)
         o_prompt = torch.matmul(pg, self.prompt_v[i]).view(groups, hkv, n, g, d).transpose(1, 2)
-        o_prompt = dec.per_row(o_prompt.reshape(groups * n, hkv, g, d))
+        o_prompt = self.per_row(o_prompt.reshape(groups * n, hkv, g, d))
         out = torch.matmul(p[..., width:], self.resp_v[i]) + o_prompt
         return out.reshape(r, dec.h * d)
 
@@ -259,7 +276,7 @@ def native_reason(model, dtype: torch.dtype, device: torch.device) -> str | None
         return f"{device.type} {dtype}: the kernel is for CPU float32 / bfloat16"
     if d % native.BLOCK or h // hkv > native.MAX_GROUP:
         return f"head dim {d} (a multiple of {native.BLOCK} needed) or {h // hkv} query heads per kv head (at most {native.MAX_GROUP})"
-    if native.decode_attention() is None:
+    if native.kernels() is None:
         return "the kernel is off (TINYR1_NATIVE=0) or could not be built"
     return None
 
@@ -287,7 +304,6 @@ class GroupedDecoder:
         rows = self.groups * n
         self.lin = _Linears(_prepacked_cpu(self.dtype, self.device), rows)
         self.layers, self.head = _prepared_weights(model, self.lin)
-        self.slot = None  # each row's place in the full groups x n layout; None while no row has left
         self.length, self.capacity = 0, capacity
         reason = native_reason(model, self.dtype, self.device) if native is not False else "native=False"
         if native and reason:
@@ -311,21 +327,7 @@ class GroupedDecoder:
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only rows `keep` (ascending indices into the current rows)."""
-        full = torch.arange(self.groups * self.n, device=self.device) if self.slot is None else self.slot
-        self.slot = full[keep]
         self.cache.select(keep)
-
-    def per_group(self, x: torch.Tensor) -> torch.Tensor:
-        """Rows' (R, ...) values in the (groups, n, ...) layout, zeros where a row has left."""
-        if self.slot is None:
-            return x.view(self.groups, self.n, *x.shape[1:])
-        full = x.new_zeros(self.groups * self.n, *x.shape[1:])
-        full[self.slot] = x
-        return full.view(self.groups, self.n, *x.shape[1:])
-
-    def per_row(self, x: torch.Tensor) -> torch.Tensor:
-        """The inverse of `per_group`: (groups * n, ...) back to the live rows."""
-        return x if self.slot is None else x[self.slot]
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

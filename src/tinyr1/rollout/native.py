@@ -36,8 +36,9 @@ def _cpu_identity() -> str:
 def _build():
     from torch.utils import cpp_extension
 
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_identity().encode()
-                         + torch.__version__.encode()).hexdigest()[:12]
+    text = SOURCE.read_bytes()
+    identity = " ".join(FLAGS) + _cpu_identity() + torch.__version__
+    key = hashlib.sha256(text + identity.encode()).hexdigest()[:12]
     name = f"tinyr1_native_{key}"
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(cpp_extension.get_default_build_root(), "tinyr1")
     directory = Path(root) / name
@@ -45,9 +46,9 @@ def _build():
     # compiled from a copy in the build folder: ninja rebuilds when the source's path changes
     # (another checkout, a worktree), and the name already says which source it is
     source = directory / SOURCE.name
-    if not source.exists() or source.read_bytes() != SOURCE.read_bytes():
+    if not source.exists() or source.read_bytes() != text:
         tmp = directory / f"{SOURCE.name}.{os.getpid()}.tmp"
-        tmp.write_bytes(SOURCE.read_bytes())
+        tmp.write_bytes(text)
         os.replace(tmp, source)  # atomic: ranks of a distributed run may get here together
     if not (directory / f"{name}.so").exists():
         print("tinyr1: compiling the decode-attention kernel (once, about 10 s)", file=sys.stderr, flush=True)
