@@ -98,7 +98,7 @@ def test_prepared_weights_are_reused_until_a_weight_changes(tiny_model):
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight.mul_(2.0)  # in place, as the sampling copy's refresh
     c = GroupedDecoder(model, kv, mask, 1, capacity=2)
-    assert c.layers is not a.layers and torch.equal(c.layers[1][6][0], model.model.layers[1].mlp.down_proj.weight)
+    assert c.layers is not a.layers and torch.equal(c.layers[1][5][0], model.model.layers[1].mlp.down_proj.weight)
 
 
 def test_single_sample_per_prompt_and_no_rows_leaving(tiny_model):
@@ -135,10 +135,11 @@ def test_prepacked_linears_equal_f_linear():
     if not decoder_mod._prepacked_cpu(torch.bfloat16, torch.device("cpu")):
         pytest.skip("no oneDNN on this torch build")
     packed, plain = decoder_mod._Linears(True, 5), decoder_mod._Linears(False, 5)
-    for epilogue in ("none", "silu", "mul", "add"):
-        a = packed(x, packed.prepare(w, b), epilogue, other).float()
-        ref = plain(x, plain.prepare(w, b), epilogue, other).float()
-        assert torch.allclose(a, ref, atol=0.05, rtol=0.02), epilogue
+    for add in (None, other):
+        a = packed(x, packed.prepare(w, b), add=add).float()
+        ref = plain(x, plain.prepare(w, b), add=add).float()
+        assert torch.allclose(a, ref, atol=0.05, rtol=0.02)
+    assert not torch.allclose(packed(x, packed.prepare(w, b), add=other), packed(x, packed.prepare(w, b)))
 
 
 def test_unsupported_models_are_named_and_sampled_through_the_forward(tiny_model, monkeypatch):
@@ -317,3 +318,71 @@ def test_greedy_engine_with_the_native_kernel_equals_generate(tiny_model, monkey
         monkeypatch.setattr(GroupedDecoder, "__init__", lambda self, *a, **k: real(self, *a, **k) or used.append(self.native))
         assert fast.response_ids == ref.response_ids and fast.finished == ref.finished and any(fast.finished)
     assert used == [True, True]
+
+
+def test_native_rotary_and_silu_mul_equal_the_eager_formulas(native_op):
+    """rotary_append: q rotated into the output, k into key block column t % 16, v copied, all equal
+    to x * cos + rotate_half(x) * sin rounded once (bf16 exactly; head dim 80 runs the 16-lane
+    loop and the scalar tail); silu_mul: silu(gate) * up with transformers' roundings."""
+    from tinyr1.rollout import native
+
+    ops = native.kernels()
+    torch.manual_seed(0)
+    for dtype, d in ((torch.bfloat16, 64), (torch.bfloat16, 80), (torch.float32, 80)):
+        rows, h, hkv, t = 3, 3, 1, 18
+        qkv = torch.randn(rows, (h + 2 * hkv) * d).to(dtype)
+        cos, sin = torch.randn(rows, h + hkv, d).to(dtype), torch.randn(rows, h + hkv, d).to(dtype)
+        rk, rv = torch.zeros(rows, hkv, 2, d, 16, dtype=dtype), torch.zeros(rows, hkv, 32, d, dtype=dtype)
+        q = ops.rotary_append(qkv, cos, sin, rk, rv, h, t)
+        x = qkv.view(rows, h + 2 * hkv, d).float()
+        rotated = torch.cat([-x[..., d // 2 :], x[..., : d // 2]], -1)[:, : h + hkv]
+        ref = (x[:, : h + hkv] * cos.float() + rotated * sin.float()).to(dtype)
+        tol = 0 if dtype == torch.bfloat16 else 1e-5  # float32: fused multiply-adds round once less
+        assert torch.allclose(q, ref[:, :h], atol=tol, rtol=0) and torch.allclose(rk[:, :, 1, :, 2], ref[:, h:], atol=tol, rtol=0)
+        assert torch.equal(rv[:, :, t], x[:, h + hkv :].to(dtype)) and rk[:, :, 0].abs().sum() == 0
+        y = torch.randn(rows, 2 * d).to(dtype)
+        ref = torch.nn.functional.silu(y[:, :d]) * y[:, d:]
+        assert torch.allclose(ops.silu_mul(y), ref, atol=tol, rtol=0)
+
+
+def test_native_draw_inverts_the_cdf_at_the_given_uniforms(native_op):
+    """draw(logits, u, T): the token where the float64 cumulative softmax(logits / T) first exceeds
+    u (1000 tokens: three 256-blocks and a partial one), and its log-probability at temperature 1."""
+    from tinyr1.rollout import native
+
+    ops = native.kernels()
+    torch.manual_seed(0)
+    logits = torch.randn(40, 1000) * 3
+    logits[0, 999] = 60.0  # all the mass on the last token of the partial block
+    logits[1, 0] = 60.0  # ... on the first token
+    u = torch.rand(40, dtype=torch.float64)
+    u[2], u[3] = 0.0, 1 - 1e-12
+    for dtype in (torch.float32, torch.bfloat16):
+        x = logits.to(dtype)
+        for temperature in (1.0, 0.7):
+            tokens, lp = ops.draw(x, u, temperature)
+            cdf = torch.softmax(x.double() / temperature, -1).cumsum(-1)
+            ref = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=999)
+            assert torch.equal(tokens, ref) and tokens[0] == 999 and tokens[1] == 0
+            assert tokens[2] == 0 and tokens[3] == int((cdf[3] < cdf[3, -1] * (1 - 1e-12)).sum())
+            want = torch.log_softmax(x.double(), -1).gather(1, ref[:, None]).squeeze(-1)
+            assert torch.allclose(lp.double(), want, atol=1e-5)
+    with pytest.raises(RuntimeError, match="u must be float64"):
+        ops.draw(logits, u.float(), 1.0)
+    with pytest.raises(RuntimeError, match="temperature must be > 0"):
+        ops.draw(logits, u, 0.0)
+
+
+def test_engine_draws_natively_the_same_tokens_as_the_eager_draw(native_op, monkeypatch):
+    from tinyr1.rollout.engine import draw_with_logprobs
+
+    torch.manual_seed(1)
+    logits = (torch.randn(16, 700) * 2).bfloat16()
+    results = []
+    for flag in ("1", "0"):  # the compiled op, then eager softmax + inverse_cdf, at the same seed
+        monkeypatch.setenv("TINYR1_NATIVE", flag)
+        torch.manual_seed(5)
+        results.append(draw_with_logprobs(logits, 1.0, 1.0))
+    (a, lp_a), (b, lp_b) = results
+    assert torch.equal(a, b) and torch.allclose(lp_a, lp_b, atol=1e-5)
+    assert lp_a.dtype == torch.float32 and len(set(a.tolist())) > 8

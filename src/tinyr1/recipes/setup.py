@@ -321,6 +321,7 @@ def shared_prompt_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     from transformers import DynamicCache
 
     from tinyr1.algorithms.logprobs import token_logprobs, token_logprobs_and_entropy
+    from tinyr1.rollout.engine import last_position
 
     n, g = input_ids.shape[0], group_size
     lengths = attention_mask.sum(-1)
@@ -341,7 +342,7 @@ def shared_prompt_logprobs(model, input_ids: torch.Tensor, attention_mask: torch
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         first = (prompt_model or model)(input_ids=p_ids.to(device), attention_mask=p_mask.to(device) if uneven else None,
                                          position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True,
-                                         logits_to_keep=1)
+                                         logits_to_keep=last_position(p_ids))
         order = torch.argsort(resp_len, descending=True, stable=True)
         for chunk in order.split(rows_per_pass):
             rows, of = chunk.tolist(), (chunk // g).tolist()  # response rows and their prompts

@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -261,10 +262,46 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
 // Rotary embedding of the new token's q and k heads (x * cos + rotate_half(x) * sin, computed in
 // float32), k written into response position t of the blocked key buffer, v into the value
 // buffer; returns the rotated q (rows, heads, head dim).
+inline void store(c10::BFloat16* p, vec v) {  // round to nearest even, as c10::BFloat16(float)
+#if defined(__AVX512BF16__)
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(reinterpret_cast<__m512>(v))));
+#else
+  for (int i = 0; i < kBlock; ++i) p[i] = static_cast<c10::BFloat16>(v[i]);
+#endif
+}
+
+// y = x * c + rotate_half(x) * s for one head of d values (rotate_half(x) = [-x2, x1] for x = [x1, x2]),
+// in float32, 16 lanes at a time where half of d allows, into y (contiguous) or, with `step` 16,
+// a key block's column (y[e * 16])
+template <typename T>
+inline void rotate(const T* x, const T* c, const T* s, int64_t d, T* y, int64_t step) {
+  const int64_t half = d / 2;
+  int64_t e = 0;
+  for (; e + kBlock <= half; e += kBlock) {
+    const vec x1 = load(x + e), x2 = load(x + half + e);
+    const vec y1 = x1 * load(c + e) - x2 * load(s + e);
+    const vec y2 = x2 * load(c + half + e) + x1 * load(s + half + e);
+    if (step == 1) {
+      store(y + e, y1);
+      store(y + half + e, y2);
+    } else {
+      for (int i = 0; i < kBlock; ++i) {
+        y[(e + i) * step] = static_cast<T>(y1[i]);
+        y[(half + e + i) * step] = static_cast<T>(y2[i]);
+      }
+    }
+  }
+  for (; e < half; ++e) {
+    const float x1 = static_cast<float>(x[e]), x2 = static_cast<float>(x[half + e]);
+    y[e * step] = static_cast<T>(x1 * static_cast<float>(c[e]) - x2 * static_cast<float>(s[e]));
+    y[(half + e) * step] = static_cast<T>(x2 * static_cast<float>(c[half + e]) + x1 * static_cast<float>(s[half + e]));
+  }
+}
+
 template <typename T>
 void rotary_rows(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& rk, at::Tensor& rv,
                  int64_t t, at::Tensor& q) {
-  const int64_t rows = qkv.size(0), h = q.size(1), d = q.size(2), hkv = rk.size(1), half = d / 2;
+  const int64_t rows = qkv.size(0), h = q.size(1), d = q.size(2), hkv = rk.size(1);
   const T* xp = qkv.data_ptr<T>();
   const T* cp = cos.data_ptr<T>();
   const T* sp = sin.data_ptr<T>();
@@ -275,17 +312,10 @@ void rotary_rows(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor&
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       for (int64_t j = 0; j < h + hkv; ++j) {
-        const T* x = xp + r * width + j * d;
-        const T* c = cp + (r * (h + hkv) + j) * d;
-        const T* s = sp + (r * (h + hkv) + j) * d;
-        T* dst = j < h ? qp + (r * h + j) * d : nullptr;
-        T* kdst = j < h ? nullptr : kp + r * rk.stride(0) + (j - h) * rk.stride(1) + block * rk.stride(2) + lane;
-        for (int64_t e = 0; e < d; ++e) {
-          const float other = e < half ? -static_cast<float>(x[e + half]) : static_cast<float>(x[e - half]);
-          const T y = static_cast<T>(static_cast<float>(x[e]) * static_cast<float>(c[e]) + other * static_cast<float>(s[e]));
-          if (dst) dst[e] = y;
-          else kdst[e * kBlock] = y;
-        }
+        const int64_t at = (r * (h + hkv) + j) * d;
+        if (j < h) rotate(xp + r * width + j * d, cp + at, sp + at, d, qp + (r * h + j) * d, 1);
+        else rotate(xp + r * width + j * d, cp + at, sp + at, d,
+                    kp + r * rk.stride(0) + (j - h) * rk.stride(1) + block * rk.stride(2) + lane, kBlock);
       }
       const T* v = xp + r * width + (h + hkv) * d;
       for (int64_t k = 0; k < hkv; ++k)
@@ -319,6 +349,127 @@ at::Tensor rotary_append(const at::Tensor& qkv, const at::Tensor& cos, const at:
   return q;
 }
 
+// The MLP's activation on the fused gate|up projection: silu(gate) * up, each rounded to the
+// dtype as transformers' `act_fn(gate_proj(x)) * up_proj(x)` rounds them. y (rows, 2 I) -> (rows, I).
+template <typename T>
+void silu_mul_rows(const at::Tensor& y, at::Tensor& out) {
+  const int64_t rows = y.size(0), inner = y.size(1) / 2;
+  const T* yp = y.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> a(inner);
+    for (int64_t r = begin; r < end; ++r) {
+      const T* g = yp + r * 2 * inner;
+      const T* u = g + inner;
+      for (int64_t i = 0; i < inner; ++i) a[i] = static_cast<float>(g[i]);
+      for (int64_t i = 0; i < inner; ++i) a[i] = a[i] / (1.f + std::exp(-a[i]));
+      for (int64_t i = 0; i < inner; ++i)
+        op[r * inner + i] = static_cast<T>(round_like(a[i], T()) * static_cast<float>(u[i]));
+    }
+  });
+}
+
+at::Tensor silu_mul(const at::Tensor& y) {
+  TORCH_CHECK(y.dim() == 2 && y.is_contiguous() && y.size(1) % 2 == 0,
+              "silu_mul: y (rows, 2 x intermediate) contiguous, gate then up");
+  at::Tensor out = at::empty({y.size(0), y.size(1) / 2}, y.options());
+  if (y.scalar_type() == at::kBFloat16) {
+    silu_mul_rows<c10::BFloat16>(y, out);
+  } else {
+    TORCH_CHECK(y.scalar_type() == at::kFloat, "silu_mul: float32 or bfloat16, got ", y.scalar_type());
+    silu_mul_rows<float>(y, out);
+  }
+  return out;
+}
+
+// ---- the draw: the next token of each row from its logits, in one pass over the vocabulary ----
+//
+// Row r's token is drawn from softmax(logits[r] / temperature) by inverting its cumulative
+// distribution at u[r] in [0, 1), in two levels as rollout/engine.py's `inverse_cdf`: block masses
+// of kDrawBlock tokens (float32 inside a block, float64 across blocks: a single float32 running
+// sum over 49k tokens would swallow tokens below ~1e-7 of the total), then the token inside the
+// chosen block. Also returns the token's log-probability at temperature 1 (the policy's own
+// distribution, what the update recomputes). One read of the logits for the maximum, one for the
+// block masses, one block again for the token: no (rows, vocab) float32 copies, probabilities or
+// cumulative sums are written (those, and their page faults, cost more than the arithmetic).
+// Logits must be finite (a model's are; masking to -inf is the eager path's job).
+
+constexpr int64_t kDrawBlock = 256;
+
+template <typename T>
+inline void block_exp(const T* x, int64_t n, float m, float scale, float* out) {  // out = exp((x - m) * scale)
+  for (int64_t i = 0; i < n; ++i) out[i] = std::exp((static_cast<float>(x[i]) - m) * scale);
+}
+
+template <typename T>
+void draw_rows(const at::Tensor& logits, const at::Tensor& u, double temperature, at::Tensor& tokens,
+               at::Tensor& logprobs) {
+  const int64_t rows = logits.size(0), v = logits.size(1), blocks = (v + kDrawBlock - 1) / kDrawBlock;
+  const T* xp = logits.data_ptr<T>();
+  const double* up = u.data_ptr<double>();
+  int64_t* tp = tokens.data_ptr<int64_t>();
+  float* lp = logprobs.data_ptr<float>();
+  const float scale = static_cast<float>(1.0 / temperature);
+  const bool unit = temperature == 1.0;
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> cdf(blocks);
+    float e[kDrawBlock];
+    for (int64_t r = begin; r < end; ++r) {
+      const T* x = xp + r * logits.stride(0);
+      float m = -3.4e38f;
+      for (int64_t i = 0; i < v; ++i) m = std::max(m, static_cast<float>(x[i]));
+      double total = 0.0, total1 = 0.0;  // sampling mass; the mass at temperature 1 when they differ
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t n = std::min(kDrawBlock, v - b * kDrawBlock);
+        block_exp(x + b * kDrawBlock, n, m, scale, e);
+        float s = 0.f;
+        for (int64_t i = 0; i < n; ++i) s += e[i];
+        total += s;
+        cdf[b] = total;
+        if (!unit) {
+          block_exp(x + b * kDrawBlock, n, m, 1.f, e);
+          float s1 = 0.f;
+          for (int64_t i = 0; i < n; ++i) s1 += e[i];
+          total1 += s1;
+        }
+      }
+      const double target = up[r] * total;
+      // the first block whose cumulative mass exceeds the target (the last one if rounding says none)
+      const int64_t b = std::min<int64_t>(std::upper_bound(cdf.begin(), cdf.end(), target) - cdf.begin(), blocks - 1);
+      const int64_t n = std::min(kDrawBlock, v - b * kDrawBlock);
+      block_exp(x + b * kDrawBlock, n, m, scale, e);
+      const double rest = target - (b > 0 ? cdf[b - 1] : 0.0);
+      double acc = 0.0;
+      int64_t pick = -1, last = 0;  // last: the block's last token with mass (rounding fallback)
+      for (int64_t i = 0; i < n; ++i) {
+        if (e[i] > 0.f) last = i;
+        acc += e[i];
+        if (pick < 0 && acc > rest) pick = i;
+      }
+      const int64_t token = b * kDrawBlock + (pick < 0 ? last : pick);
+      tp[r] = token;
+      lp[r] = static_cast<float>(static_cast<double>(static_cast<float>(x[token]) - m) - std::log(unit ? total : total1));
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> draw(const at::Tensor& logits, const at::Tensor& u, double temperature) {
+  TORCH_CHECK(logits.dim() == 2 && logits.size(1) > 0 && logits.stride(1) == 1,
+              "draw: logits must be (rows, vocab) with the vocabulary contiguous");
+  TORCH_CHECK(u.scalar_type() == at::kDouble && u.dim() == 1 && u.size(0) == logits.size(0) && u.is_contiguous(),
+              "draw: u must be float64 (rows,)");
+  TORCH_CHECK(temperature > 0, "draw: temperature must be > 0 (argmax is not a draw), got ", temperature);
+  at::Tensor tokens = at::empty({logits.size(0)}, logits.options().dtype(at::kLong));
+  at::Tensor logprobs = at::empty({logits.size(0)}, logits.options().dtype(at::kFloat));
+  if (logits.scalar_type() == at::kBFloat16) {
+    draw_rows<c10::BFloat16>(logits, u, temperature, tokens, logprobs);
+  } else {
+    TORCH_CHECK(logits.scalar_type() == at::kFloat, "draw: float32 or bfloat16 logits, got ", logits.scalar_type());
+    draw_rows<float>(logits, u, temperature, tokens, logprobs);
+  }
+  return {tokens, logprobs};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tinyr1, m) {
@@ -326,10 +477,14 @@ TORCH_LIBRARY(tinyr1, m) {
         "Tensor group) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
   m.def("rotary_append(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) rk, Tensor(b!) rv, int heads, int t) -> Tensor");
+  m.def("silu_mul(Tensor y) -> Tensor");
+  m.def("draw(Tensor logits, Tensor u, float temperature) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tinyr1, CPU, m) {
   m.impl("decode_attention", &decode_attention);
   m.impl("rms_norm", &rms_norm);
   m.impl("rotary_append", &rotary_append);
+  m.impl("silu_mul", &silu_mul);
+  m.impl("draw", &draw);
 }

@@ -10,16 +10,16 @@ Same contract as the reference engine (`sampler.ENGINES["hf"]`): left-padded pro
     (1.4x the tokens/s of the path below, 8 prompts x 8 samples x 128 tokens on the 135M model);
     other models step through transformers' forward with the cache and attention below;
   - one prefill per prompt, shared by its `n` samples (the KV cache is repeated, not recomputed);
-  - logits only for the last position (`logits_to_keep=1`): the 49k-vocabulary head is a large
-    share of a small model's compute;
+  - logits only for the last position (`logits_to_keep`, `last_position`): the 49k-vocabulary
+    head is a large share of a small model's compute;
   - a preallocated KV cache (`PreallocatedLayer`): a decode step writes one position instead of
     concatenating the whole cache again (`DynamicCache` copies it every step);
   - decode attention as two small matmuls on the key/value heads (`decode_attention`): torch's
     CPU flash kernel spent more time on a 1-token query than all the linear layers together;
   - sampling by inverse CDF (softmax, cumulative sum in float64, one uniform per row):
-    `torch.multinomial` over 64 x 49k probabilities took ~45 ms per step here, this ~2 ms;
-    at temperature 1 the reported log-probability is read from those probabilities (no second
-    pass over the vocabulary);
+    `torch.multinomial` over 64 x 49k probabilities took ~45 ms per step here, this ~2 ms; on CPU
+    the compiled `draw` op does it in one pass over the bf16 logits (`draw_with_logprobs`), and
+    returns each token's log-probability with it;
   - finished rows leave the batch; the cache is compacted once a quarter of the rows are done
     (compacting copies every layer's cache, so it is not done for each finished row).
 
@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from tinyr1.rollout import decoder
+from tinyr1.rollout import decoder, native
 
 ATTENTION = "tinyr1_decode"
 STEP_TIMES: list[tuple[int, float]] | None = None  # set to a list to record (rows, seconds) of each decode iteration
@@ -64,6 +64,25 @@ def _draw(logits: torch.Tensor, temperature: float, top_p: float) -> tuple[torch
         sorted_probs[drop] = 0.0
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     return inverse_cdf(probs), probs
+
+
+def draw_with_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sample_next`'s tokens (R,) and their log-probabilities at temperature 1 (R,) float32:
+    the sampling model's own distribution, what the update recomputes.
+
+    On CPU, sampling without a nucleus (top_p 1) runs in the compiled `draw` op (native.py): the
+    same two-level inverse CDF at the same uniform draws, in one pass over the bf16 logits, with
+    no (rows, vocab) float32 tensors allocated (at batch 64 those allocations and their page
+    faults made the draw 3-8 ms of a 40 ms decode iteration; the op takes ~0.5 ms)."""
+    ops = native.kernels() if logits.device.type == "cpu" and temperature > 0 and top_p >= 1.0 else None
+    if ops is not None:
+        u = torch.rand(logits.shape[0], dtype=torch.float64)
+        return ops.draw(logits, u, float(temperature))
+    logits = logits.float()
+    tokens, probs = _draw(logits, temperature, top_p)
+    if temperature == 1.0 and top_p >= 1.0:  # the drawn-from distribution is the one to report
+        return tokens, probs.gather(-1, tokens[:, None]).squeeze(-1).log()
+    return tokens, logits.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 BLOCK = 256
@@ -203,11 +222,7 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
     stop_ids = torch.tensor(stops, device=device)
     for step in range(params.max_new_tokens):
         t0 = time.perf_counter()
-        tokens, probs = _draw(logits, params.temperature, params.top_p)
-        if params.temperature == 1.0 and params.top_p >= 1.0:  # the drawn-from distribution is the one to report
-            lp = probs.gather(-1, tokens[:, None]).squeeze(-1).log()
-        else:
-            lp = logits.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        tokens, lp = draw_with_logprobs(logits, params.temperature, params.top_p)
         for r, t, x in zip(rows[live].tolist(), tokens[live].tolist(), lp[live].tolist()):
             responses[r].append(t)
             logprobs[r].append(x)
@@ -219,11 +234,19 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
             keep = live.nonzero().squeeze(-1)
             steps.select(keep)
             rows, tokens, next_pos, live = rows[keep], tokens[keep], next_pos[keep], live[keep]
-        logits = steps.step(tokens, next_pos, live).float()
+        logits = steps.step(tokens, next_pos, live)
         next_pos = next_pos + 1
         if STEP_TIMES is not None:  # the draw, the bookkeeping and the model's step for len(rows) rows
             STEP_TIMES.append((len(rows), time.perf_counter() - t0))
     return responses, logprobs
+
+
+def last_position(ids: torch.Tensor) -> torch.Tensor:
+    """`logits_to_keep` for the last position only, as an index rather than `1`: transformers then
+    takes `hidden[:, [w - 1]]` (a copy) instead of the slice `hidden[:, -1:]`, and torch's matmul
+    runs the head on that slice as a batched matmul over a copy of the weight expanded per prompt
+    (8 prompts x the 135M model's 49k x 576 head: 0.3-0.55 s per prefill, against 3 ms)."""
+    return torch.tensor([ids.shape[1] - 1], device=ids.device)
 
 
 class _GroupedSteps:
@@ -234,7 +257,7 @@ class _GroupedSteps:
 
         cache = DynamicCache()
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-                    logits_to_keep=1)
+                    logits_to_keep=last_position(ids))
         self.first_logits = out.logits[:, -1]
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         self.decoder = decoder.GroupedDecoder(model, kv, mask.bool(), n, max_new_tokens)
@@ -252,7 +275,7 @@ class _ForwardSteps:
     def __init__(self, model, ids, mask, positions, n, max_new_tokens):
         self.model, self.cache = model, preallocated_cache(ids.shape[1] + max_new_tokens)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.cache,
-                    use_cache=True, logits_to_keep=1)
+                    use_cache=True, logits_to_keep=last_position(ids))
         self.first_logits = out.logits[:, -1]
         if n > 1:
             self.cache.batch_repeat_interleave(n)

@@ -1,4 +1,4 @@
-"""The sampler's compiled kernels (`decode_attention.cpp`): a decode step's attention, RMSNorm, rotary + cache write.
+"""The sampler's compiled kernels (`decode_attention.cpp`): a decode step's attention, RMSNorm, rotary + cache write, silu(gate) * up, and the draw of the next tokens.
 
 Built on first use with torch.utils.cpp_extension (a C++ compiler and ninja, about 10 s on
 2 cores, said once on stderr) into `~/.cache/torch_extensions/tinyr1/` (or `$TORCH_EXTENSIONS_DIR`),
@@ -58,7 +58,7 @@ def _build():
 
 
 def kernels():
-    """The compiled ops (`torch.ops.tinyr1`: decode_attention, rms_norm, rotary_append), or None
+    """The compiled ops (`torch.ops.tinyr1`: decode_attention, rms_norm, rotary_append, silu_mul, draw), or None
     where they are off or cannot be built."""
     if os.environ.get("TINYR1_NATIVE", "1") == "0":
         return None
