@@ -1,4 +1,5 @@
-"""The sampler's compiled kernels (`decode_attention.cpp`): a decode step's attention, RMSNorm, rotary + cache write, silu(gate) * up, and the draw of the next tokens.
+"""The sampler's compiled kernels (`decode_attention.cpp`): a decode step's attention, RMSNorm,
+rotary + cache write, silu(gate) * up, and the draw of the next tokens.
 
 Built on first use with torch.utils.cpp_extension (a C++ compiler and ninja, about 10 s on
 2 cores, said once on stderr) into `~/.cache/torch_extensions/tinyr1/` (or `$TORCH_EXTENSIONS_DIR`),
