@@ -315,8 +315,11 @@ def run_setting(tools: list[str], cfg: dict, logdir: Path, verbose: bool) -> dic
                     raise RuntimeError(f"step {i}: {w.tool} got other prompts than {tools[0]}: the comparison would be unfair")
                 if verbose or i < cfg["warmup"]:
                     label = "warm-up" if i < cfg["warmup"] else f"step {i - cfg['warmup'] + 1}"
+                    full = r.get("full_batch_steps") or []
+                    full = f", {len(full)} full-batch decode iterations (median {1000 * statistics.median(full):.1f} ms)" if full else ""
                     print(f"  {label:8s} {w.tool:13s} step {r['step']:6.1f}s = sampling {r['sampling']:6.1f}s + reward "
-                          f"{r['reward']:4.1f}s + update {r['update']:6.1f}s, {r['generated_tokens']} tokens generated", flush=True)
+                          f"{r['reward']:4.1f}s + update {r['update']:6.1f}s, {r['generated_tokens']} tokens generated{full}",
+                          flush=True)
     finally:
         for w in workers:
             w.close()
