@@ -362,7 +362,8 @@ void silu_mul_rows(const at::Tensor& y, at::Tensor& out) {
       const T* g = yp + r * 2 * inner;
       const T* u = g + inner;
       for (int64_t i = 0; i < inner; ++i) a[i] = static_cast<float>(g[i]);
-      for (int64_t i = 0; i < inner; ++i) a[i] = a[i] / (1.f + std::exp(-a[i]));
+      // exp's argument kept finite (fast-math assumes no infinities): silu(-100) is then -2e-33, not -0
+      for (int64_t i = 0; i < inner; ++i) a[i] = a[i] / (1.f + std::exp(std::min(-a[i], 80.f)));
       for (int64_t i = 0; i < inner; ++i)
         op[r * inner + i] = static_cast<T>(round_like(a[i], T()) * static_cast<float>(u[i]));
     }
