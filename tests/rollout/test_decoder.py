@@ -265,14 +265,17 @@ def test_native_kernel_checks_its_inputs(native_op):
     q = torch.randn(2, 1, 2, 16)
     pk, pv, bias = torch.zeros(1, 1, 1, 16, 16), torch.zeros(1, 1, 5, 16), torch.zeros(1, 16)
     rk, rv = torch.zeros(2, 1, 1, 16, 16), torch.zeros(2, 1, 16, 16)
-    out = native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]))
+    slot = torch.tensor([0, 1])
+    out = native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]), slot)
     assert out.shape == (2, 32) and torch.allclose(out, torch.zeros(2, 32))  # all values zero
     with pytest.raises(RuntimeError, match="row 1 continues prompt 3 of 1"):
-        native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 3]))
+        native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 3]), slot)
+    with pytest.raises(RuntimeError, match="row 1 in response slot 2 of 2"):
+        native_op(q, pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]), torch.tensor([0, 2]))
     with pytest.raises(RuntimeError, match="length 17 outside"):
-        native_op(q, pk, pv, bias, rk, rv, 17, torch.tensor([0, 0]))
+        native_op(q, pk, pv, bias, rk, rv, 17, torch.tensor([0, 0]), slot)
     with pytest.raises(RuntimeError, match="multiple of 16"):
-        native_op(torch.randn(2, 1, 2, 8), pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]))
+        native_op(torch.randn(2, 1, 2, 8), pk, pv, bias, rk, rv, 1, torch.tensor([0, 0]), slot)
 
 
 def test_native_off_falls_back_to_eager_attention(tiny_model, monkeypatch):
@@ -321,7 +324,8 @@ def test_greedy_engine_with_the_native_kernel_equals_generate(tiny_model, monkey
 
 
 def test_native_rotary_and_silu_mul_equal_the_eager_formulas(native_op):
-    """rotary_append: q rotated into the output, k into key block column t % 16, v copied, all equal
+    """rotary_append: q rotated into the output, k into key block column t % 16 of the row's slot, v
+    copied there, all equal
     to x * cos + rotate_half(x) * sin rounded once (bf16 exactly; head dim 80 runs the 16-lane
     loop and the scalar tail); silu_mul: silu(gate) * up with transformers' roundings."""
     from tinyr1.rollout import native
@@ -332,8 +336,11 @@ def test_native_rotary_and_silu_mul_equal_the_eager_formulas(native_op):
         rows, h, hkv, t = 3, 3, 1, 18
         qkv = torch.randn(rows, (h + 2 * hkv) * d).to(dtype)
         cos, sin = torch.randn(rows, h + hkv, d).to(dtype), torch.randn(rows, h + hkv, d).to(dtype)
-        rk, rv = torch.zeros(rows, hkv, 2, d, 16, dtype=dtype), torch.zeros(rows, hkv, 32, d, dtype=dtype)
-        q = ops.rotary_append(qkv, cos, sin, rk, rv, h, t)
+        rk, rv = torch.zeros(rows + 1, hkv, 2, d, 16, dtype=dtype), torch.zeros(rows + 1, hkv, 32, d, dtype=dtype)
+        slot = torch.tensor([3, 0, 1])  # row 0 writes slot 3, slot 2 stays empty
+        q = ops.rotary_append(qkv, cos, sin, rk, rv, slot, h, t)
+        assert rk[2].abs().sum() == 0 and rv[2].abs().sum() == 0
+        rk, rv = rk[slot], rv[slot]
         x = qkv.view(rows, h + 2 * hkv, d).float()
         rotated = torch.cat([-x[..., d // 2 :], x[..., : d // 2]], -1)[:, : h + hkv]
         ref = (x[:, : h + hkv] * cos.float() + rotated * sin.float()).to(dtype)

@@ -9,10 +9,12 @@
 //   pk     (P, Hkv, Bp, D, 16) prompt p's keys in blocks of 16 positions, zero-padded to Bp*16
 //   pv     (P, Hkv, W, D)      prompt p's values (W real positions, left padding included)
 //   pbias  (P, Bp*16) float32  0 at a prompt's real tokens, -1e30 at padding
-//   rk     (R, Hkv, Br, D, 16) each row's response keys in blocks of 16 positions
-//   rv     (R, Hkv, L, D)      each row's response values
+//   rk     (S, Hkv, Br, D, 16) response keys in blocks of 16 positions, one slot per row ever started
+//   rv     (S, Hkv, L, D)      response values, same slots
 //   length                     response positions filled (the same for every row), >= 1
 //   group  (R,) int64          the prompt each row continues
+//   slot   (R,) int64          the slot of rk / rv holding each row's response (rows that finished
+//                              are dropped from group and slot; nothing is copied)
 // Output (R, Hkv * G * D) in q's dtype: softmax over [prompt | response] of q.k, times v.
 //
 // Per (row, kv head), the G query heads share every key and value read: scores are 16 positions
@@ -119,7 +121,8 @@ inline void weighted(const float* w, int64_t ws, const T* v, int64_t stride, int
 
 template <typename T, int G>
 void attend(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, const at::Tensor& pbias,
-            const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group, at::Tensor& out) {
+            const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group, const at::Tensor& slot,
+            at::Tensor& out) {
   const int64_t rows = q.size(0), hkv = q.size(1), d = q.size(3);
   const int64_t prompt_blocks = pk.size(2), width = prompt_blocks * kBlock, real_width = pv.size(2);
   const int64_t resp_blocks = (length + kBlock - 1) / kBlock;
@@ -131,15 +134,16 @@ void attend(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, con
   const T* rkp = rk.data_ptr<T>();
   const T* rvp = rv.data_ptr<T>();
   const int64_t* groups = group.data_ptr<int64_t>();
+  const int64_t* slots = slot.data_ptr<int64_t>();
   T* outp = out.data_ptr<T>();
   at::parallel_for(0, rows * hkv, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> s(G * ss), qf(G * d), o(G * d);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t r = item / hkv, h = item % hkv, p = groups[r];
+      const int64_t r = item / hkv, h = item % hkv, p = groups[r], sl = slots[r];
       const T* qs = qp + r * q.stride(0) + h * q.stride(1);
       for (int64_t i = 0; i < G * d; ++i) qf[i] = static_cast<float>(qs[i]);
       scores<T, G>(qf.data(), d, pkp + p * pk.stride(0) + h * pk.stride(1), pk.stride(2), prompt_blocks, s.data(), ss);
-      scores<T, G>(qf.data(), d, rkp + r * rk.stride(0) + h * rk.stride(1), rk.stride(2), resp_blocks,
+      scores<T, G>(qf.data(), d, rkp + sl * rk.stride(0) + h * rk.stride(1), rk.stride(2), resp_blocks,
                    s.data() + width, ss);
       const float* bias = biasp + p * pbias.stride(0);
       for (int j = 0; j < G; ++j) {  // softmax over the prompt's real tokens and `length` response positions
@@ -157,7 +161,7 @@ void attend(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, con
       }
       std::fill(o.begin(), o.end(), 0.f);
       weighted<T, G>(s.data(), ss, pvp + p * pv.stride(0) + h * pv.stride(1), pv.stride(2), real_width, d, o.data());
-      weighted<T, G>(s.data() + width, ss, rvp + r * rv.stride(0) + h * rv.stride(1), rv.stride(2), length, d,
+      weighted<T, G>(s.data() + width, ss, rvp + sl * rv.stride(0) + h * rv.stride(1), rv.stride(2), length, d,
                      o.data());
       T* dst = outp + r * out.stride(0) + h * G * d;
       for (int64_t i = 0; i < G * d; ++i) dst[i] = static_cast<T>(o[i]);
@@ -165,8 +169,16 @@ void attend(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, con
   });
 }
 
+void check_slots(const at::Tensor& slot, int64_t rows, int64_t slots) {
+  TORCH_CHECK(slot.scalar_type() == at::kLong && slot.dim() == 1 && slot.size(0) == rows && slot.is_contiguous(),
+              "slot must be int64 (rows,)");
+  const int64_t* s = slot.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r)
+    TORCH_CHECK(s[r] >= 0 && s[r] < slots, "row ", r, " in response slot ", s[r], " of ", slots);
+}
+
 void check(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, const at::Tensor& pbias,
-           const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group) {
+           const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group, const at::Tensor& slot) {
   TORCH_CHECK(q.dim() == 4, "q must be (rows, kv heads, group, head dim)");
   const int64_t rows = q.size(0), hkv = q.size(1), d = q.size(3);
   TORCH_CHECK(q.stride(3) == 1 && q.stride(2) == d, "each (row, kv head)'s group of queries must be contiguous");
@@ -176,14 +188,14 @@ void check(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, cons
   TORCH_CHECK(pk.dim() == 5 && pk.size(1) == hkv && pk.size(3) == d && pk.size(4) == kBlock && pk.stride(4) == 1 &&
                   pk.stride(3) == kBlock && pk.stride(2) == d * kBlock,
               "prompt keys must be (prompts, kv heads, blocks, head dim, 16) with contiguous blocks");
-  TORCH_CHECK(rk.dim() == 5 && rk.size(0) == rows && rk.size(1) == hkv && rk.size(3) == d && rk.size(4) == kBlock &&
+  TORCH_CHECK(rk.dim() == 5 && rk.size(1) == hkv && rk.size(3) == d && rk.size(4) == kBlock &&
                   rk.stride(4) == 1 && rk.stride(3) == kBlock && rk.stride(2) == d * kBlock,
-              "response keys must be (rows, kv heads, blocks, head dim, 16) with contiguous blocks");
+              "response keys must be (slots, kv heads, blocks, head dim, 16) with contiguous blocks");
   TORCH_CHECK(pv.dim() == 4 && pv.size(0) == pk.size(0) && pv.size(1) == hkv && pv.size(3) == d &&
                   pv.stride(3) == 1 && pv.size(2) <= pk.size(2) * kBlock,
               "prompt values must be (prompts, kv heads, width, head dim), head dim contiguous");
-  TORCH_CHECK(rv.dim() == 4 && rv.size(0) == rows && rv.size(1) == hkv && rv.size(3) == d && rv.stride(3) == 1,
-              "response values must be (rows, kv heads, positions, head dim), head dim contiguous");
+  TORCH_CHECK(rv.dim() == 4 && rv.size(0) == rk.size(0) && rv.size(1) == hkv && rv.size(3) == d && rv.stride(3) == 1,
+              "response values must be (slots, kv heads, positions, head dim), head dim contiguous");
   TORCH_CHECK(length >= 1 && length <= rk.size(2) * kBlock && length <= rv.size(2), "length ", length,
               " outside the response buffers");
   TORCH_CHECK(pbias.scalar_type() == at::kFloat && pbias.dim() == 2 && pbias.size(0) == pk.size(0) &&
@@ -194,14 +206,16 @@ void check(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, cons
   const int64_t* g = group.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r)
     TORCH_CHECK(g[r] >= 0 && g[r] < pk.size(0), "row ", r, " continues prompt ", g[r], " of ", pk.size(0));
+  check_slots(slot, rows, rk.size(0));
 }
 
 template <typename T>
 void dispatch(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, const at::Tensor& pbias,
-              const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group, at::Tensor& out) {
+              const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group, const at::Tensor& slot,
+              at::Tensor& out) {
   switch (q.size(2)) {
 #define CASE(G) \
-  case G: return attend<T, G>(q, pk, pv, pbias, rk, rv, length, group, out);
+  case G: return attend<T, G>(q, pk, pv, pbias, rk, rv, length, group, slot, out);
     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: TORCH_CHECK(false, "decode_attention: at most 8 query heads per kv head, got ", q.size(2));
@@ -209,14 +223,15 @@ void dispatch(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, c
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv, const at::Tensor& pbias,
-                            const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group) {
-  check(q, pk, pv, pbias, rk, rv, length, group);
+                            const at::Tensor& rk, const at::Tensor& rv, int64_t length, const at::Tensor& group,
+                            const at::Tensor& slot) {
+  check(q, pk, pv, pbias, rk, rv, length, group, slot);
   at::Tensor out = at::empty({q.size(0), q.size(1) * q.size(2) * q.size(3)}, q.options());
   if (q.scalar_type() == at::kBFloat16) {
-    dispatch<c10::BFloat16>(q, pk, pv, pbias, rk, rv, length, group, out);
+    dispatch<c10::BFloat16>(q, pk, pv, pbias, rk, rv, length, group, slot, out);
   } else {
     TORCH_CHECK(q.scalar_type() == at::kFloat, "decode_attention: float32 or bfloat16, got ", q.scalar_type());
-    dispatch<float>(q, pk, pv, pbias, rk, rv, length, group, out);
+    dispatch<float>(q, pk, pv, pbias, rk, rv, length, group, slot, out);
   }
   return out;
 }
@@ -260,8 +275,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
 }
 
 // Rotary embedding of the new token's q and k heads (x * cos + rotate_half(x) * sin, computed in
-// float32), k written into response position t of the blocked key buffer, v into the value
-// buffer; returns the rotated q (rows, heads, head dim).
+// float32), k written into response position t of row r's slot slot[r] of the blocked key buffer,
+// v into the value buffer; returns the rotated q (rows, heads, head dim).
 inline void store(c10::BFloat16* p, vec v) {  // round to nearest even, as c10::BFloat16(float)
 #if defined(__AVX512BF16__)
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(reinterpret_cast<__m512>(v))));
@@ -300,7 +315,7 @@ inline void rotate(const T* x, const T* c, const T* s, int64_t d, T* y, int64_t 
 
 template <typename T>
 void rotary_rows(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& rk, at::Tensor& rv,
-                 int64_t t, at::Tensor& q) {
+                 const at::Tensor& slot, int64_t t, at::Tensor& q) {
   const int64_t rows = qkv.size(0), h = q.size(1), d = q.size(2), hkv = rk.size(1);
   const T* xp = qkv.data_ptr<T>();
   const T* cp = cos.data_ptr<T>();
@@ -308,6 +323,7 @@ void rotary_rows(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor&
   T* qp = q.data_ptr<T>();
   T* kp = rk.data_ptr<T>();
   T* vp = rv.data_ptr<T>();
+  const int64_t* slots = slot.data_ptr<int64_t>();
   const int64_t width = qkv.size(1), block = t / kBlock, lane = t % kBlock;
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -315,17 +331,17 @@ void rotary_rows(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor&
         const int64_t at = (r * (h + hkv) + j) * d;
         if (j < h) rotate(xp + r * width + j * d, cp + at, sp + at, d, qp + (r * h + j) * d, 1);
         else rotate(xp + r * width + j * d, cp + at, sp + at, d,
-                    kp + r * rk.stride(0) + (j - h) * rk.stride(1) + block * rk.stride(2) + lane, kBlock);
+                    kp + slots[r] * rk.stride(0) + (j - h) * rk.stride(1) + block * rk.stride(2) + lane, kBlock);
       }
       const T* v = xp + r * width + (h + hkv) * d;
       for (int64_t k = 0; k < hkv; ++k)
-        std::memcpy(vp + r * rv.stride(0) + k * rv.stride(1) + t * rv.stride(2), v + k * d, d * sizeof(T));
+        std::memcpy(vp + slots[r] * rv.stride(0) + k * rv.stride(1) + t * rv.stride(2), v + k * d, d * sizeof(T));
     }
   });
 }
 
 at::Tensor rotary_append(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& rk,
-                         at::Tensor& rv, int64_t heads, int64_t t) {
+                         at::Tensor& rv, const at::Tensor& slot, int64_t heads, int64_t t) {
   const int64_t rows = qkv.size(0), hkv = rk.size(1), d = rk.size(3);
   TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous() && qkv.size(1) == (heads + 2 * hkv) * d,
               "rotary_append: qkv (rows, (heads + 2 kv heads) * head dim) contiguous");
@@ -334,17 +350,18 @@ at::Tensor rotary_append(const at::Tensor& qkv, const at::Tensor& cos, const at:
                   sin.scalar_type() == qkv.scalar_type(),
               "rotary_append: cos and sin (rows, heads + kv heads, head dim) contiguous, qkv's dtype");
   TORCH_CHECK(rk.scalar_type() == qkv.scalar_type() && rv.scalar_type() == qkv.scalar_type() && rk.dim() == 5 &&
-                  rk.size(0) == rows && rk.size(4) == kBlock && rk.stride(4) == 1 && rk.stride(3) == kBlock &&
-                  rv.dim() == 4 && rv.size(0) == rows && rv.size(1) == hkv && rv.size(3) == d && rv.stride(3) == 1,
+                  rk.size(4) == kBlock && rk.stride(4) == 1 && rk.stride(3) == kBlock &&
+                  rv.dim() == 4 && rv.size(0) == rk.size(0) && rv.size(1) == hkv && rv.size(3) == d && rv.stride(3) == 1,
               "rotary_append: key / value buffers in the decoder's layout");
   TORCH_CHECK(t >= 0 && t < rk.size(2) * kBlock && t < rv.size(2) && d % 2 == 0, "rotary_append: position ", t,
               " outside the buffers");
+  check_slots(slot, rows, rk.size(0));
   at::Tensor q = at::empty({rows, heads, d}, qkv.options());
   if (qkv.scalar_type() == at::kBFloat16) {
-    rotary_rows<c10::BFloat16>(qkv, cos, sin, rk, rv, t, q);
+    rotary_rows<c10::BFloat16>(qkv, cos, sin, rk, rv, slot, t, q);
   } else {
     TORCH_CHECK(qkv.scalar_type() == at::kFloat, "rotary_append: float32 or bfloat16, got ", qkv.scalar_type());
-    rotary_rows<float>(qkv, cos, sin, rk, rv, t, q);
+    rotary_rows<float>(qkv, cos, sin, rk, rv, slot, t, q);
   }
   return q;
 }
@@ -475,9 +492,10 @@ std::tuple<at::Tensor, at::Tensor> draw(const at::Tensor& logits, const at::Tens
 
 TORCH_LIBRARY(tinyr1, m) {
   m.def("decode_attention(Tensor q, Tensor pk, Tensor pv, Tensor pbias, Tensor rk, Tensor rv, int length, "
-        "Tensor group) -> Tensor");
+        "Tensor group, Tensor slot) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
-  m.def("rotary_append(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) rk, Tensor(b!) rv, int heads, int t) -> Tensor");
+  m.def("rotary_append(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) rk, Tensor(b!) rv, Tensor slot, int heads, "
+        "int t) -> Tensor");
   m.def("silu_mul(Tensor y) -> Tensor");
   m.def("draw(Tensor logits, Tensor u, float temperature) -> (Tensor, Tensor)");
 }

@@ -149,6 +149,8 @@ class _EagerCache:
     (finite) masked by an additive bias.
     """
 
+    free_select = False  # dropping rows copies every layer's cache
+
     def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor):
         rows, dtype, device = dec.groups * dec.n, dec.dtype, dec.device
         self.dec = dec
@@ -228,9 +230,12 @@ class _NativeCache:
     stretch and scores its 16 positions at once. A prompt's keys and values are stored once for
     its rows (`group` says which prompt a row continues). The kernel reads filled positions only,
     through strides, so the response buffers are allocated for `capacity` positions once
-    (uninitialised: memory is committed as it is written) and never grow; dropping rows copies
-    only the filled part.
+    (uninitialised: memory is committed as it is written) and never grow. Each row's response
+    lives in its own slot of the buffers (`slot`), so dropping rows copies nothing: it only
+    shortens `group` and `slot` (`free_select`).
     """
+
+    free_select = True
 
     def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor, ops):
         from . import native
@@ -243,19 +248,13 @@ class _NativeCache:
         self.prompt_v = [v.to(dtype).contiguous() for _, v in prompt_kv]
         self.prompt_bias = F.pad(prompt_mask.bool(), (0, pad)).logical_not().float().mul(-1e30).contiguous()
         rows, blocks = dec.groups * dec.n, -(-dec.capacity // b)
-        self.group = torch.arange(rows, device=device) // dec.n
+        self.slot = torch.arange(rows, device=device)
+        self.group = self.slot // dec.n
         self.resp_k = [torch.empty(rows, dec.hkv, blocks, dec.d, b, dtype=dtype, device=device) for _ in prompt_kv]
         self.resp_v = [torch.empty(rows, dec.hkv, blocks * b, dec.d, dtype=dtype, device=device) for _ in prompt_kv]
 
     def select(self, keep: torch.Tensor) -> None:
-        t = self.dec.length
-        blocks = -(-t // self.block)
-        for i, (k, v) in enumerate(zip(self.resp_k, self.resp_v)):
-            self.resp_k[i] = k.new_empty(len(keep), *k.shape[1:])
-            self.resp_k[i][:, :, :blocks] = k[:, :, :blocks][keep]
-            self.resp_v[i] = v.new_empty(len(keep), *v.shape[1:])
-            self.resp_v[i][:, :, :t] = v[:, :, :t][keep]
-        self.group = self.group[keep]
+        self.group, self.slot = self.group[keep], self.slot[keep]
 
     def open(self, t: int) -> None:
         """Nothing to do: the buffers hold `capacity` positions."""
@@ -263,10 +262,10 @@ class _NativeCache:
     def attend(self, i: int, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, t: int) -> torch.Tensor:
         """As `_EagerCache.attend`, in two kernel calls: rotary + cache write, then attention."""
         dec = self.dec
-        q = self.ops.rotary_append(qkv, cos, sin, self.resp_k[i], self.resp_v[i], dec.h, t)
+        q = self.ops.rotary_append(qkv, cos, sin, self.resp_k[i], self.resp_v[i], self.slot, dec.h, t)
         q = q.view(q.shape[0], dec.hkv, dec.h // dec.hkv, dec.d)
         return self.ops.decode_attention(q, self.prompt_k[i], self.prompt_v[i], self.prompt_bias, self.resp_k[i],
-                                         self.resp_v[i], t + 1, self.group)
+                                         self.resp_v[i], t + 1, self.group, self.slot)
 
 
 def native_reason(model, dtype: torch.dtype, device: torch.device) -> str | None:
@@ -330,6 +329,11 @@ class GroupedDecoder:
     @property
     def native(self) -> bool:
         return isinstance(self.cache, _NativeCache)
+
+    @property
+    def free_select(self) -> bool:
+        """True when `select` copies nothing (the kernel's slots), so rows can leave every step."""
+        return self.cache.free_select
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only rows `keep` (ascending indices into the current rows)."""

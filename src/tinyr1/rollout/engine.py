@@ -20,7 +20,8 @@ Same contract as the reference engine (`sampler.ENGINES["hf"]`): left-padded pro
     `torch.multinomial` over 64 x 49k probabilities took ~45 ms per step here, this ~2 ms; on CPU
     the compiled `draw` op does it in one pass over the bf16 logits (`draw_with_logprobs`), and
     returns each token's log-probability with it;
-  - finished rows leave the batch; the cache is compacted once a quarter of the rows are done
+  - finished rows leave the batch: at once with the compiled kernel's caches (a row's keys and
+    values stay in its slot, nothing is copied), else once a quarter of the rows are done
     (compacting copies every layer's cache, so it is not done for each finished row).
 
 Greedy decoding follows the same arithmetic as `generate` (same masks and positions); decode
@@ -230,7 +231,8 @@ def _decode(model, tokenizer, prompt_ids, params, stops):
         n_live = int(live.sum())
         if step == params.max_new_tokens - 1 or n_live == 0:
             break
-        if 4 * (len(rows) - n_live) >= len(rows) or n_live <= 4 < len(rows):  # compact: drop finished rows
+        done = len(rows) - n_live
+        if done and (steps.free_select or 4 * done >= len(rows) or n_live <= 4 < len(rows)):  # drop finished rows
             keep = live.nonzero().squeeze(-1)
             steps.select(keep)
             rows, tokens, next_pos, live = rows[keep], tokens[keep], next_pos[keep], live[keep]
@@ -262,6 +264,10 @@ class _GroupedSteps:
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         self.decoder = decoder.GroupedDecoder(model, kv, mask.bool(), n, max_new_tokens)
 
+    @property
+    def free_select(self):
+        return self.decoder.free_select
+
     def select(self, keep):
         self.decoder.select(keep)
 
@@ -271,6 +277,8 @@ class _GroupedSteps:
 
 class _ForwardSteps:
     """Decode steps through transformers' forward (any model): a preallocated cache per row."""
+
+    free_select = False  # dropping rows copies the cache
 
     def __init__(self, model, ids, mask, positions, n, max_new_tokens):
         self.model, self.cache = model, preallocated_cache(ids.shape[1] + max_new_tokens)
