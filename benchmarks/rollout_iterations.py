@@ -9,7 +9,9 @@ refreshes the sampling copy, collects a rollout (`grpo.collect`), and then (unle
 runs the GRPO update on it, as a training step does. Per rollout it prints the decode iterations
 at all rows (before any row finished; the draw, the loop's bookkeeping and the model's step), their
 median in ms and as GFLOP/s (2 x base parameters x rows per iteration) and share of the bf16
-matmul peak measured at the start (`ceilings.py`), then the median over the rollouts. The numbers
+matmul peak measured at the start (`ceilings.py`), the same rate over all its decode iterations
+(64 rows down to the last one: the work done over the time taken), then the medians over the
+rollouts. The numbers
 move by 10-20% from rollout to rollout on a shared machine; that spread is what it shows.
 """
 
@@ -55,8 +57,9 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"bf16 matmul peak {peak:.0f} GFLOP/s, {rows_full} rows, max {args.new_tokens} new tokens, "
           f"{'no update' if args.no_update else 'an update'} between rollouts", flush=True)
-    print("| rollout | rollout s | full-batch iterations | median ms | GFLOP/s (% bf16 peak) |\n| ---: | ---: | ---: | ---: | ---: |")
-    medians = []
+    print("| rollout | rollout s | full-batch iterations | median ms | GFLOP/s (% bf16 peak) | all iterations | their GFLOP/s (% bf16 peak) |\n"
+          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    medians, rates = [], []
     for i in range(args.rollouts + 1):
         engine.STEP_TIMES = []
         t0 = time.perf_counter()
@@ -67,7 +70,11 @@ def main() -> None:
             med = statistics.median(full)
             medians.append(med)
             g = 2 * params * rows_full / med / 1e9
-            print(f"| {i} | {seconds:.2f} | {len(full)} | {1000 * med:.1f} | {g:.0f} ({100 * g / peak:.0f}%) |", flush=True)
+            # every decode iteration, 64 rows down to the last one: the work done over the time taken
+            rate = sum(2 * params * r for r, _ in engine.STEP_TIMES) / sum(t for _, t in engine.STEP_TIMES) / 1e9
+            rates.append(rate)
+            print(f"| {i} | {seconds:.2f} | {len(full)} | {1000 * med:.1f} | {g:.0f} ({100 * g / peak:.0f}%) | "
+                  f"{len(engine.STEP_TIMES)} | {rate:.0f} ({100 * rate / peak:.0f}%) |", flush=True)
         if not args.no_update:
             rollout = S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
             advantages = grpo.ADVANTAGES[job.grpo.advantage](rewards, rows, rollout, job, tokenizer)
@@ -76,7 +83,8 @@ def main() -> None:
         med = statistics.median(medians)
         g = 2 * params * rows_full / med / 1e9
         print(f"\nmedian over {len(medians)} rollouts: {1000 * med:.1f} ms per full-batch iteration = {g:.0f} GFLOP/s = "
-              f"{100 * g / peak:.0f}% of the bf16 peak (rollout medians {1000 * min(medians):.1f}-{1000 * max(medians):.1f} ms)")
+              f"{100 * g / peak:.0f}% of the bf16 peak (rollout medians {1000 * min(medians):.1f}-{1000 * max(medians):.1f} ms); "
+              f"all decode iterations: median {statistics.median(rates):.0f} GFLOP/s = {100 * statistics.median(rates) / peak:.0f}%")
 
 
 if __name__ == "__main__":

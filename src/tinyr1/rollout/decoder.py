@@ -12,8 +12,9 @@ and rotary embedding (profiled on the embedded 135M model, batch 64 = 8 prompts 
   - attention on CPU runs in one compiled kernel per layer (`decode_attention.cpp`, built on first
     use by `native.py`): per (row, kv head) the group's query heads score 16 key positions at a
     time, softmax in float32, and the weighted sum of values, reading only filled positions, with
-    keys stored in blocks of 16 positions in buffers allocated once. About half the time of the
-    same attention as eager matmuls at batch 64 (`_NativeCache`). The same extension fuses the
+    keys stored in blocks of 16 positions in buffers allocated once, one slot per row, so rows
+    leave the batch without a copy. About half the time of the same attention as eager matmuls at
+    batch 64 (`_NativeCache`). The same extension fuses the
     RMSNorms, the rotary embedding + cache write, and the MLP's silu(gate) * up (one call each
     instead of 2-8 eager ops);
   - elsewhere (GPU, no compiler, `TINYR1_NATIVE=0`) eager ops (`_EagerCache`): response keys stored
