@@ -241,7 +241,7 @@ class _NativeCache:
     def __init__(self, dec: "GroupedDecoder", prompt_kv, prompt_mask: torch.Tensor, ops):
         from . import native
 
-        self.dec, self.ops, self.block = dec, ops, native.BLOCK
+        self.dec, self.ops = dec, ops
         dtype, device, b = dec.dtype, dec.device, native.BLOCK
         pad = -dec.width % b
         self.prompt_k = [F.pad(k.to(dtype), (0, 0, 0, pad)).unflatten(2, (-1, b)).transpose(-1, -2).contiguous()
