@@ -90,9 +90,11 @@ def bench_job(cfg: dict):
 
 def load_data(job):
     """The training stream (problems in the order tinyr1's loop takes them) and few-shot examples."""
-    from tinyr1.recipes import setup as S
+    from tinyr1.training.optim import build_optimizer
+    from tinyr1.training.policy import build_policy
+    from tinyr1.training.problems import load_data
 
-    return S.load_data(job)
+    return load_data(job)
 
 
 def correctness_fn(job):
@@ -135,16 +137,18 @@ def tinyr1_worker(cfg: dict) -> None:
     import torch
 
     from tinyr1.recipes import grpo
-    from tinyr1.recipes import setup as S
     from tinyr1.rollout import engine
     from tinyr1.rollout.policy_copy import SamplingCopy
+    from tinyr1.training.optim import build_optimizer
+    from tinyr1.training.policy import build_policy
+    from tinyr1.training.problems import load_data
 
     torch.manual_seed(cfg["seed"])
     job = bench_job(cfg)
     data, reward_fns = load_data(job), {"correctness": (correctness_fn(job), 1.0)}
-    model, tokenizer = S.build_policy(job)
+    model, tokenizer = build_policy(job)
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)
-    optimizer, scheduler = S.build_optimizer(model, job)
+    optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     send({"ready": True, "params": base_params(model), "threads": torch.get_num_threads(),
           "config": f"update bf16 autocast={job.optim.bf16}, sampling copy {sampler.dtype}, micro-batch {job.optim.micro_batch_size}"})
     while receive() == "step":
@@ -204,7 +208,7 @@ def trl_worker(cfg: dict) -> None:
         output_dir=cfg["workdir"], report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, seed=cfg["seed"],
         max_steps=cfg["steps_total"], per_device_train_batch_size=micro,
         gradient_accumulation_steps=job.grpo.batch_size // micro, num_generations=job.grpo.group_size,
-        max_completion_length=job.sampling.max_new_tokens, temperature=job.grpo.temperature, top_p=1.0, top_k=0,
+        max_completion_length=job.sampling.max_new_tokens, temperature=job.sampling.temperature, top_p=1.0, top_k=0,
         beta=0.0, num_iterations=1, loss_type="dapo", scale_rewards="group", epsilon=job.grpo.clip_low,
         epsilon_high=job.grpo.clip_high, learning_rate=job.optim.lr, lr_scheduler_type="constant", max_grad_norm=job.optim.grad_clip,
         bf16=bf16, use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, shuffle_dataset=False, log_completions=False,

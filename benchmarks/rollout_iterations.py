@@ -41,18 +41,19 @@ def main() -> None:
     from grpo_vs_trl import base_params, bench_job, correctness_fn, load_data
 
     from tinyr1.recipes import grpo
-    from tinyr1.recipes import setup as S
     from tinyr1.rollout import engine
     from tinyr1.rollout.policy_copy import SamplingCopy
+    from tinyr1.training.optim import build_optimizer
+    from tinyr1.training.policy import build_policy
 
     peak = matmul_peak("bfloat16", repeats=3)
     cfg = {"prompts": 8, "samples": 8, "max_new_tokens": args.new_tokens, "seed": args.seed}
     torch.manual_seed(args.seed)
     job = bench_job(cfg)
     data, reward_fns = load_data(job), {"correctness": (correctness_fn(job), 1.0)}
-    model, tokenizer = S.build_policy(job)
+    model, tokenizer = build_policy(job)
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)
-    optimizer, scheduler = S.build_optimizer(model, job)
+    optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     rows_full, params = job.grpo.batch_size, base_params(model)
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"bf16 matmul peak {peak:.0f} GFLOP/s, {rows_full} rows, max {args.new_tokens} new tokens, "

@@ -7,6 +7,8 @@ paths as with the real model.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 CHAT_TEMPLATE = (
@@ -55,3 +57,29 @@ def tiny_model(tiny_model_dir):
     from tinyr1.models.load import load_model
 
     return load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
+
+
+# ----------------------------------------------------------------------------- reward-model files
+
+
+def write_jsonl_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def responses_file(tmp_path):
+    """Two responses per problem, one right and one wrong (what `rm collect` writes)."""
+    rows = []
+    for a in range(1, 5):
+        for k, (b, ok) in enumerate([(a + 1, True), (a + 2, False)]):
+            rows.append({"id": f"q{a}#{k}", "problem_id": f"q{a}", "prompt": f"Calculate {a} + 1.", "answer": str(a + 1),
+                         "completion": f"{a} + 1 = {b}\nThe answer is \\boxed{{{b}}}.", "extracted": str(b), "label": ok})
+    return write_jsonl_rows(tmp_path / "responses.jsonl", rows)
+
+
+@pytest.fixture
+def steps_file(tmp_path):
+    rows = [{"prompt": f"Calculate {a} + 1.", "completions": [f"{a} + 1 = {a + 1 + w}", f"The answer is {a + 1 + w}."],
+             "labels": [not w, not w], "soft_labels": [0.5 if w else 1.0, 0.0 if w else 1.0]} for a in range(1, 5) for w in (0, 1)]
+    return write_jsonl_rows(tmp_path / "steps.jsonl", rows)

@@ -6,7 +6,7 @@
 How one training step spreads over W processes (every process runs the same loop):
 - Data: every process draws the WHOLE step's prompts from the same seeded ProblemStream, so all
   streams stay at one position (one checkpointed number), and keeps its contiguous slice in rank
-  order (`recipes/setup.take_share`). A GRPO group never spans two processes.
+  order (`training.problems.take_share`). A GRPO group never spans two processes.
 - Statistics over the batch (GRPO advantages, whose `scale_rewards: batch` and REINFORCE++ need
   the whole batch; reward means; the equal-group share; PPO's advantage whitening and adaptive
   KL; loss metrics) come from values gathered or all-reduced here, so they are the 1-process
@@ -26,15 +26,23 @@ How one training step spreads over W processes (every process runs the same loop
   per-problem rows are gathered and every process computes the same summary.
 
 In one process (no launcher, or one process) every function here returns its input or does
-nothing, and neither accelerate nor torch.distributed is imported or initialised.
+nothing, and no process group is initialised. accelerate (slow to import), DeepSpeed (an
+optional extra) and torch's DTensor (sharded engines only) are imported inside the functions
+that need them, only on those paths.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from tinyr1.errors import UserError
 
 _accelerator = None  # accelerate's Accelerator, once `init` joined a group of more than one process
 
@@ -62,7 +70,6 @@ def init(cpu: bool = False) -> None:
     global _accelerator
     if _accelerator is not None or not launched():
         return
-    import torch
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available())
@@ -75,8 +82,6 @@ def check_engine(accelerator) -> None:
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version != 2:
-        from tinyr1.errors import UserError
-
         raise UserError("the accelerate config selects FSDP1, which tinyr1 does not support: set fsdp_version: 2 "
                         "under fsdp_config (see configs/accelerate/fsdp.yaml)")
 
@@ -110,8 +115,6 @@ def _reduce(x, op: str):
     """Sum or max of a tensor or a Python number over every process (a copy; `x` is untouched)."""
     if _accelerator is None:
         return x
-    import torch
-    import torch.distributed as dist
 
     if isinstance(x, torch.Tensor):
         t = x.detach().to(_accelerator.device, copy=True)
@@ -135,7 +138,6 @@ def reduce_dict(values: dict[str, float], op: str = "mean") -> dict[str, float]:
     """Every value of a flat dict of floats reduced over processes by `op` (mean, sum or max), in one call."""
     if _accelerator is None or not values:
         return values
-    import torch
 
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
@@ -149,7 +151,6 @@ def gather_objects(obj: Any) -> list[Any]:
     """Every process's `obj` (picklable, small), as a list in rank order; `[obj]` in one process."""
     if _accelerator is None:
         return [obj]
-    import torch.distributed as dist
 
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
@@ -160,7 +161,6 @@ def gather(t):
     """Every process's tensor (small, any length along dim 0) concatenated in rank order, on CPU."""
     if _accelerator is None:
         return t
-    import torch
 
     return torch.cat(gather_objects(t.detach().cpu()))
 
@@ -169,7 +169,6 @@ def broadcast_object(obj: Any) -> Any:
     """Rank 0's `obj` (picklable) on every process."""
     if _accelerator is None:
         return obj
-    import torch.distributed as dist
 
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -205,7 +204,6 @@ def prepare(*objects):
     engine of the accelerate config); returned unchanged in one process."""
     if _accelerator is None:
         return objects if len(objects) > 1 else objects[0]
-    import torch
 
     prepared = _accelerator.prepare(*objects)
     for obj in prepared if len(objects) > 1 else [prepared]:
@@ -250,7 +248,6 @@ def full_state_dict(model, main_only: bool = False) -> dict[str, Any]:
     model = unwrap(model)
     if not is_sharded(model):
         return model.state_dict()
-    import torch
     from torch.distributed.tensor import DTensor
 
     zero3 = _zero3_params(model)
@@ -327,8 +324,6 @@ def load_optimizer_state(optimizer, state: dict[str, Any]) -> None:
         from torch.distributed.tensor import DTensor, distribute_tensor
 
         if _accelerator.distributed_type == DistributedType.DEEPSPEED:
-            from tinyr1.errors import UserError
-
             raise UserError("resuming under DeepSpeed is not supported: its optimizer state is partitioned over the "
                             "processes (use DDP or FSDP2, configs/accelerate/ddp.yaml or fsdp.yaml)")
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -345,10 +340,6 @@ def load_optimizer_state(optimizer, state: dict[str, Any]) -> None:
 def seed_per_rank(seed: int) -> None:
     """Give each process its own sampling noise (seed + rank); nothing in one process."""
     if _accelerator is not None:
-        import random
-
-        import torch
-
         torch.manual_seed(seed + rank())
         random.seed(seed + rank())
 
@@ -401,8 +392,6 @@ def backward(loss) -> None:
 def clip_grad_norm_(parameters, max_norm: float):
     """Clip the (already all-reduced) gradients' global norm; returns the norm before clipping."""
     if _accelerator is None:
-        import torch
-
         return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
     norm = _accelerator.clip_grad_norm_(parameters, max_norm)  # DeepSpeed clips inside its step (its config)
     return float("nan") if norm is None else norm

@@ -16,10 +16,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from tinyr1 import distributed as D
 from tinyr1.config import GradingConfig, PromptConfig, SamplingConfig
 from tinyr1.data.prompts import render_prompt
 from tinyr1.rewards.answers import grade_many
-from tinyr1.rollout.sampler import SamplingParams, sample
+from tinyr1.rollout.collect import generate
+from tinyr1.rollout.sampler import SamplingParams
 from tinyr1.types import Problem
 
 
@@ -60,20 +62,21 @@ class EvalResult:
 
 
 def _run(model, tokenizer, problems, prompts, params, grading: GradingConfig, style: str, mode: str, progress: bool):
-    samples = sample(model, tokenizer, prompts, params, progress=progress)
-    refs = [p.answer for p in problems for _ in range(params.n)]
-    grades = grade_many(samples.texts, refs, style=style, fallback=grading.fallback, timeout=grading.timeout)
+    """Sample `params.n` responses per prompt and grade each: one row per response, and the tokens generated."""
+    rollout = generate(model, tokenizer, problems, prompts, params, progress=progress)
+    grades = grade_many(rollout.texts, [p.answer for p in rollout.problems], style=style, fallback=grading.fallback,
+                        timeout=grading.timeout)
+    lengths = rollout.response_mask.sum(-1).long().tolist()
     rows = []
-    for i, (text, g) in enumerate(zip(samples.texts, grades)):
-        p = problems[i // params.n]
+    for i, (p, text, g) in enumerate(zip(rollout.problems, rollout.texts, grades)):
         rows.append(
             dict(
                 id=p.id, mode=mode, sample=i % params.n, prompt=prompts[i // params.n], response=text,
                 extracted=g.extracted, method=g.method, reference=p.answer, correct=g.correct,
-                tokens=len(samples.response_ids[i]), finished=samples.finished[i],
+                tokens=lengths[i], finished=not bool(rollout.truncated[i]),
             )
         )
-    return rows, samples.num_tokens
+    return rows, sum(lengths)
 
 
 def greedy_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,8 +147,6 @@ def evaluate_sharded(
     batching noise), pass@k and maj@k come from each process's own samples of its problems.
     `seconds` is the slowest process's time, `generated_tokens` the sum.
     """
-    from tinyr1 import distributed as D
-
     if D.world_size() == 1:
         return evaluate(model, tokenizer, problems, prompt_cfg, sampling, grading, samples, temperature, shots, progress)
     share = list(D.shard(problems))

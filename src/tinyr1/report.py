@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
 from tinyr1.io import write_text_atomic
 from tinyr1.plots import EVAL_BAND, plot_curves, series
@@ -157,8 +158,6 @@ def load_run(path: Path, name: str | None = None) -> Run:
 
 def method_name(config: dict[str, Any]) -> str:
     """The algorithm and its non-default variant keys, e.g. `grpo`, `grpo (dr_grpo, rloo)`, `ppo`."""
-    from tinyr1.config import TrainJob
-
     algorithm = str(config.get("algorithm", "grpo"))
     defaults = getattr(TrainJob(), algorithm, None)
     section = config.get(algorithm) or {}

@@ -32,6 +32,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from tinyr1.errors import UserError
 from tinyr1.io import append_jsonl, read_jsonl
 
@@ -212,8 +214,6 @@ class Progress:
     SHOWN = {"reward/total": "reward", "reward/accuracy": "acc", "eval/accuracy": "eval_acc"}
 
     def __init__(self, total: int, initial: int = 0, desc: str = "train", enabled: bool = True):
-        from tqdm.auto import tqdm
-
         tty = sys.stderr.isatty()
         self._shown: dict[str, str] = {}
         self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled,

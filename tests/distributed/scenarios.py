@@ -23,6 +23,12 @@ import torch
 from tinyr1 import distributed as D
 from tinyr1.config import TrainJob, load_config
 from tinyr1.rewards import rules
+from tinyr1.rollout.collect import build_rollout
+from tinyr1.training.checkpoint import load_checkpoint, load_run_config, new_run_dir, save_checkpoint
+from tinyr1.training.optim import build_optimizer
+from tinyr1.training.policy import build_policy, frozen_copy, trainable_parameters
+from tinyr1.training.problems import load_data
+from tinyr1.types import Rewards
 
 G = 4  # samples per prompt in the fixed batch
 REWARDS = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.2, 0.8, 0.4, 0.0])  # 4 groups; the 2nd is flat
@@ -85,6 +91,15 @@ def fixed_rows(job: TrainJob, tokenizer) -> dict[str, list]:
     return rows
 
 
+def as_rollout(rows: dict[str, list], group_size: int, pad_id: int, rewards=None):
+    """The rows (plain lists) as a Rollout, with `rewards` (N,) when given."""
+    rollout = build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"], rows["texts"],
+                            group_size, pad_id)
+    if rewards is not None:
+        rollout.rewards = Rewards(rewards, {}, 0.0)
+    return rollout
+
+
 def my_rows(rows: dict[str, list], group_size: int) -> tuple[dict[str, list], list[int]]:
     """This process's whole groups of the fixed batch (all of them in one process)."""
     groups = D.shard(range(len(rows["texts"]) // group_size))
@@ -98,53 +113,51 @@ def trained(model) -> dict[str, torch.Tensor]:
 
 def grpo_update(name: str, model_dir, problems_file, runs) -> dict:
     """One GRPO update on this process's share of the fixed batch: weights, every row's advantages, metrics."""
-    from tinyr1.recipes import setup as S
     from tinyr1.recipes.grpo import ADVANTAGES, update
 
     job = make_job(model_dir, problems_file, runs, **GRPO_CASES[name])
     torch.manual_seed(0)
-    model, tokenizer = S.build_policy(job)
-    ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
-    optimizer, scheduler = S.build_optimizer(model, job)
+    model, tokenizer = build_policy(job)
+    ref_model = frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
+    optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     before = trained(model)
     model, optimizer = D.prepare(model, optimizer)
     rows, idx = my_rows(fixed_rows(job, tokenizer), G)
-    rollout = S.rollout_from_rows(rows, G, tokenizer.pad_token_id)
-    advantages = ADVANTAGES[job.grpo.advantage](REWARDS[idx], rows, rollout, job, tokenizer)
+    rollout = as_rollout(rows, G, tokenizer.pad_token_id, REWARDS[idx])
+    advantages = ADVANTAGES[job.grpo.advantage](rollout, job, None, tokenizer)
     metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)
-    return dict(before=before, after=trained(model), advantages=D.gather(advantages), metrics=metrics)
+    first = advantages.gather(1, rollout.response_mask.argmax(-1, keepdim=True))[:, 0]  # (N,): every response token's
+    return dict(before=before, after=trained(model), advantages=D.gather(first), metrics=metrics)
 
 
 def ppo_update(model_dir, problems_file, runs) -> dict:
     """Experience (GAE, whitening) and a 2-epoch PPO update on this process's share of the fixed batch."""
-    from tinyr1.recipes import setup as S
     from tinyr1.recipes.ppo import build_critic, make_experience, update
 
     job = make_job(model_dir, problems_file, runs, algorithm="ppo", ppo__batch_size=16, ppo__mini_batch_size=16, ppo__epochs=2)
     torch.manual_seed(0)
-    model, tokenizer = S.build_policy(job)
+    model, tokenizer = build_policy(job)
     critic = build_critic(model, job)
-    optimizer, scheduler = S.build_optimizer(model, job, extra_params=list(critic.parameters()))
+    optimizer, scheduler = build_optimizer([*trainable_parameters(model), *critic.parameters()], job.optim, job.run.steps)
     model, critic, optimizer = D.prepare(model, critic, optimizer)
     rows, idx = my_rows(fixed_rows(job, tokenizer), 1)
-    rollout = S.rollout_from_rows(rows, 1, tokenizer.pad_token_id)
+    rollout = as_rollout(rows, 1, tokenizer.pad_token_id)
     exp = make_experience(model, critic, None, rollout, REWARDS[idx], job, job.ppo.kl_coef)
     metrics = update(model, critic, optimizer, scheduler, rollout, exp, job)
     return dict(after=trained(model) | {f"critic.{k}": v for k, v in trained(critic).items()}, metrics=metrics,
-                advantages=D.gather(exp["advantages"][:, 0]))
+                advantages=D.gather(exp.advantages[:, 0]))
 
 
 def train_run(name: str, model_dir, problems_file, runs, resume_to: int | None = None, **overrides) -> Path:
     """A whole `tinyr1 train` run (rank 0 creates the folder); `resume_to` continues it to that step."""
     from tinyr1.config import parse_overrides
     from tinyr1.recipes import get_recipe
-    from tinyr1.recipes import setup as S
 
     job = make_job(model_dir, problems_file, runs, run__name=name, **overrides)
-    run_dir = D.broadcast_object(S.new_run_dir(job) if D.is_main() else None)
+    run_dir = D.broadcast_object(new_run_dir(job) if D.is_main() else None)
     get_recipe(job.algorithm)(job, run_dir)
     if resume_to is not None:
-        job = S.load_run_config(run_dir, parse_overrides([f"--run.steps={resume_to}"]))
+        job = load_run_config(run_dir, parse_overrides([f"--run.steps={resume_to}"]))
         get_recipe(job.algorithm)(job, run_dir, resume=True)
     return run_dir
 
@@ -181,7 +194,7 @@ def write_rm_data(folder: Path) -> None:
 
 def rm_job(case: str, model_dir, data_dir, runs):
     """(kind, RMTrainJob) of a reward-model case, writing to runs/rm-<case>."""
-    from tinyr1.rm_config import RMTrainJob
+    from tinyr1.config import RMTrainJob
 
     kind, opts = RM_CASES[case]
     opts = dict(opts)
@@ -245,10 +258,9 @@ def fsdp2_step(model, optimizer, scheduler) -> None:
 
 
 def fsdp2_policy(job):
-    from tinyr1.recipes import setup as S
 
     torch.manual_seed(0)
-    model, tokenizer = S.build_policy(job)
+    model, tokenizer = build_policy(job)
     for name, p in model.named_parameters():
         if "lora_B" in name:  # non-zero adapters from the start, so that merging them shows
             torch.nn.init.normal_(p, std=0.1, generator=torch.Generator().manual_seed(len(name)))
@@ -259,7 +271,6 @@ def fsdp2_run(case: str, model_dir, problems_file, runs) -> dict:
     """The tiny policy sharded by FSDP2 (2 processes) or whole (1 process): its gathered state dict,
     a checkpoint after step 1, step 2 straight and resumed from that checkpoint into a freshly
     sharded policy, and the sampling copy refreshed after step 2."""
-    from tinyr1.recipes import setup as S
     from tinyr1.rollout.policy_copy import SamplingCopy
 
     job = make_job(model_dir, problems_file, runs, run__name=f"fsdp2-{case}", **FSDP2_CASES[case])
@@ -270,19 +281,19 @@ def fsdp2_run(case: str, model_dir, problems_file, runs) -> dict:
     sharded = D.world_size() > 1 and all(type(p).__name__ == "DTensor" for p in model.parameters())
     full = D.full_state_dict(model)
     gathered_ok = full.keys() == whole.keys() and all(torch.equal(full[k], whole[k]) and type(full[k]) is torch.Tensor for k in whole)
-    optimizer, scheduler = S.build_optimizer(model, job)
-    run_dir = D.broadcast_object(S.new_run_dir(job) if D.is_main() else None)
-    stream = S.load_data(job).stream
+    optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
+    run_dir = D.broadcast_object(new_run_dir(job) if D.is_main() else None)
+    stream = load_data(job).stream
     fsdp2_step(model, optimizer, scheduler)
-    ckpt = S.save_checkpoint(run_dir, 1, model, tokenizer, optimizer, scheduler, stream, 0.0)
+    ckpt = save_checkpoint(run_dir, 1, model, tokenizer, optimizer, scheduler, stream, 0.0)
     fsdp2_step(model, optimizer, scheduler)
     straight = D.full_state_dict(model)
     copy = {k: v.clone() for k, v in sampler.refresh(model).state_dict().items()}
 
     fresh, _ = fsdp2_policy(job)
     shard_policy(fresh)
-    optimizer, scheduler = S.build_optimizer(fresh, job)
-    S.load_checkpoint(ckpt, fresh, optimizer, scheduler, S.load_data(job).stream)
+    optimizer, scheduler = build_optimizer(trainable_parameters(fresh), job.optim, job.run.steps)
+    load_checkpoint(ckpt, fresh, optimizer, scheduler, load_data(job).stream)
     restored = D.full_state_dict(fresh)
     fsdp2_step(fresh, optimizer, scheduler)
     return dict(whole=whole, sharded=D.gather_objects(sharded), gathered_ok=D.gather_objects(gathered_ok),

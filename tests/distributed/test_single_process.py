@@ -8,21 +8,25 @@ import pytest
 import torch
 
 from tinyr1 import distributed as D
-from tinyr1.config import TrainJob, load_config, validate_train
+from tinyr1.config import TrainJob, load_config, validate
 from tinyr1.errors import UserError
-from tinyr1.recipes import setup as S
+from tinyr1.training.checkpoint import save_checkpoint, save_final
+from tinyr1.training.optim import build_optimizer
+from tinyr1.training.policy import trainable_parameters
+from tinyr1.training.problems import ProblemStream, take_share
 from tinyr1.types import Problem
 
 
-def test_one_process_needs_neither_torch_nor_accelerate():
+def test_one_process_needs_neither_accelerate_nor_a_process_group():
     code = (
         "import sys; from tinyr1 import distributed as D; D.init(); D.barrier(); D.shutdown()\n"
         "assert (D.world_size(), D.rank(), D.is_main(), D.shard([1, 2, 3]), D.gather_objects(7)) == (1, 0, True, [1, 2, 3], [7])\n"
         "assert D.broadcast_object('x') == 'x' and D.all_reduce_sum(3) == 3 and D.reduce_dict({'a': 1.5}) == {'a': 1.5}\n"
-        "print(sorted(m for m in ('torch', 'accelerate', 'torch.distributed') if m in sys.modules))"
+        "import torch.distributed as dist\n"
+        "print('accelerate' in sys.modules, dist.is_initialized())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_one_process_returns_its_inputs_unchanged():
@@ -59,14 +63,14 @@ def test_shard_gives_each_process_a_contiguous_slice(monkeypatch, world, expecte
 
 def test_take_share_keeps_every_stream_at_one_position(monkeypatch):
     problems = [Problem(str(i), f"q{i}", str(i)) for i in range(10)]
-    alone = S.ProblemStream(problems, seed=3)
+    alone = ProblemStream(problems, seed=3)
     expected = alone.take(6)
     # process 1 of 3 asking for 3 problems while the others ask for 2 and 1: it gets problems 2-4 of
     # the 6 the step takes, and its stream moves past all 6
     monkeypatch.setattr(D, "gather_objects", lambda k: [2, k, 1])
     monkeypatch.setattr(D, "rank", lambda: 1)
-    stream = S.ProblemStream(problems, seed=3)
-    assert S.take_share(stream, 3) == expected[2:5]
+    stream = ProblemStream(problems, seed=3)
+    assert take_share(stream, 3) == expected[2:5]
     assert stream.state_dict() == alone.state_dict()
 
 
@@ -86,11 +90,11 @@ def test_take_share_keeps_every_stream_at_one_position(monkeypatch):
 )
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(values, world, message):
     job = load_config(TrainJob, None, values)
-    validate_train(job)  # fine on one process
+    validate(job)  # fine on one process
     with pytest.raises(UserError) as e:
-        validate_train(job, world_size=world)
+        validate(job, world_size=world)
     assert str(e.value) == message
-    validate_train(job, world_size=1)
+    validate(job, world_size=1)
 
 
 @pytest.mark.parametrize("name, engine", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED"),
@@ -107,9 +111,17 @@ def test_shipped_accelerate_configs_are_read_by_accelerate(name, engine):
         assert config.deepspeed_config["zero_stage"] == int(name[-1]) and config.deepspeed_config["gradient_accumulation_steps"] == 1
 
 
-def test_batches_that_split_are_accepted():
-    validate_train(load_config(TrainJob, None, {"grpo": {"batch_size": 32, "group_size": 8}}), world_size=4)
-    validate_train(load_config(TrainJob, None, {"algorithm": "sft", "sft": {"batch_size": 16}}), world_size=8)
+@pytest.mark.parametrize("values, fits, misfits", [
+    ({"grpo": {"batch_size": 32, "group_size": 8}}, [1, 2, 4], [3, 8]),  # 4 prompts split over 1, 2, 4 processes
+    ({"algorithm": "sft", "sft": {"batch_size": 16}}, [1, 2, 8, 16], [3, 5]),
+])
+def test_batches_that_split_are_accepted_and_others_refused(values, fits, misfits):
+    job = load_config(TrainJob, None, values)
+    for w in fits:
+        validate(job, world_size=w)
+    for w in misfits:
+        with pytest.raises(UserError, match=f"over {w} processes"):
+            validate(job, world_size=w)
 
 
 # ----------------------------------------------------------------------------- sharded weights: one process
@@ -135,7 +147,7 @@ def _trained_policy(tiny_model_dir, tmp_path, lora: int):
 
     job = scenarios.make_job(tiny_model_dir, tmp_path / "problems.jsonl", tmp_path, lora__rank=lora)
     model, tokenizer = scenarios.fsdp2_policy(job)
-    optimizer, scheduler = S.build_optimizer(model, job)
+    optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     scenarios.fsdp2_step(model, optimizer, scheduler)
     return job, model, tokenizer, optimizer, scheduler
 
@@ -148,9 +160,9 @@ def test_one_process_checkpoints_and_final_are_what_save_pretrained_wrote_before
     full = D.full_state_dict(model)
     assert not D.is_sharded(model) and full.keys() == model.state_dict().keys()
     assert all(full[k].data_ptr() == v.data_ptr() for k, v in model.state_dict().items())  # the plain state dict: no copies
-    stream = S.ProblemStream([Problem(str(i), f"q{i}", str(i)) for i in range(4)], seed=0)
-    ckpt = S.save_checkpoint(tmp_path, 1, model, tokenizer, optimizer, scheduler, stream, 0.0)
-    final = S.save_final(tmp_path, model, tokenizer)
+    stream = ProblemStream([Problem(str(i), f"q{i}", str(i)) for i in range(4)], seed=0)
+    ckpt = save_checkpoint(tmp_path, 1, model, tokenizer, optimizer, scheduler, stream, 0.0)
+    final = save_final(tmp_path, model, tokenizer)
     model.save_pretrained(tmp_path / "before")  # how both were written before
     name = "adapter_model.safetensors" if lora else "model.safetensors"
     expected = load_file(tmp_path / "before" / name)
@@ -167,7 +179,7 @@ def test_one_process_checkpoints_and_final_are_what_save_pretrained_wrote_before
 def test_one_process_resume_restores_the_optimizer_as_load_state_dict(tiny_model_dir, tmp_path):
     _, model, _, optimizer, _ = _trained_policy(tiny_model_dir, tmp_path, 4)
     state = D.full_optimizer_state(optimizer)
-    fresh = torch.optim.AdamW(S.trainable_parameters(model), lr=0.01)
+    fresh = torch.optim.AdamW(trainable_parameters(model), lr=0.01)
     D.load_optimizer_state(fresh, state)
     with D.loading_full(model):  # nothing to do in one process
         pass

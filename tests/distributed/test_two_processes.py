@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -95,13 +96,19 @@ def test_grpo_update_on_two_processes_equals_one_process_on_the_same_batch(case,
 @pytest.mark.parametrize("case", list(scenarios.GRPO_CASES))
 def test_group_advantages_are_identical_on_one_and_two_processes(case, two, one_grpo, tiny_model_dir, tmp_path):
     from tinyr1.recipes.grpo import ADVANTAGES
+    from tinyr1.types import Rewards
 
     out, results = two
     one = one_grpo(case)
     assert torch.equal(results[f"grpo/{case}"]["advantages"], one["advantages"])
     # the batch-wide estimators would differ if each process normalised its own half
     job = scenarios.make_job(tiny_model_dir, out / "problems.jsonl", tmp_path, **scenarios.GRPO_CASES[case])
-    halves = torch.cat([ADVANTAGES[job.grpo.advantage](r, None, None, job, None) for r in scenarios.REWARDS.split(8)])
+    def alone(rewards):  # one half's rollout, its advantages computed as if it were the whole batch
+        half = SimpleNamespace(rewards=Rewards(rewards, {}), group_size=scenarios.G, num_sequences=len(rewards),
+                               response_mask=torch.ones(len(rewards), 1))
+        return ADVANTAGES[job.grpo.advantage](half, job, None, None)[:, 0]
+
+    halves = torch.cat([alone(r) for r in scenarios.REWARDS.split(8)])
     if job.grpo.scale_rewards == "batch" or job.grpo.advantage == "reinforce_pp":
         assert not torch.allclose(halves, one["advantages"], atol=1e-3)
 
@@ -191,9 +198,10 @@ def test_reward_model_steps_on_two_processes_equal_one_process(case, two, tiny_m
     a, b = [json.loads(l) for l in (there / "metrics.jsonl").read_text().splitlines()], \
         [json.loads(l) for l in (here / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in a] == [1, 2]  # one line per step: rank 1 wrote none
+    loss = f"loss/{'bradley_terry' if 'bradley' in case else 'bce'}"
     for ra, rb in zip(a, b):  # the loss of the whole step, not of one process's share
-        assert math.isclose(ra["loss"], rb["loss"], rel_tol=1e-5), (ra, rb)
-        assert math.isclose(ra["grad_norm"], rb["grad_norm"], rel_tol=1e-4), (ra, rb)
+        assert math.isclose(ra[loss], rb[loss], rel_tol=1e-5), (ra, rb)
+        assert math.isclose(ra["loss/grad_norm"], rb["loss/grad_norm"], rel_tol=1e-4), (ra, rb)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (there, here))
     assert (sa["examples"], sa["items"], sa["steps"]) == (sb["examples"], sb["items"], sb["steps"])
 
@@ -203,7 +211,7 @@ def test_reward_model_cli_on_two_processes_prints_once_and_rank_one_writes_nothi
     rank0 = json.loads((out / "writes-rank0.json").read_text())
     assert json.loads((out / "writes-rank1.json").read_text()) == []
     for name in [*(f"rm-{c}" for c in scenarios.RM_CASES), "rm-cli"]:
-        assert any(f"/runs/.{name}.tmp" in w for w in rank0), name  # save_scorer's temporary folder, on rank 0
+        assert any(f"/runs/{name}/.final.tmp" in w for w in rank0), name  # save_scorer's temporary folder, on rank 0
     assert json.loads((out / "runs" / "rm-cli" / "summary.json").read_text())["steps"] == 1
     stdout = (out / "stdout.txt").read_text()
     assert stdout.count("orm (bce) on 8 examples: 1 steps") == 1, stdout[-2000:]

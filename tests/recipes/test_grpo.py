@@ -6,14 +6,19 @@ import math
 import pytest
 import torch
 
-from tinyr1.config import validate_train
-from tinyr1.recipes import setup as S
+from tinyr1.config import validate
 from tinyr1.recipes.grpo import train
+from tinyr1.rewards.build import build_process_reward
+from tinyr1.rollout.collect import build_rollout
+from tinyr1.training.checkpoint import load_run_config, new_run_dir
+from tinyr1.training.policy import build_policy
+from tinyr1.training.problems import ProblemStream
+from tinyr1.types import Rewards
 
 
 def _trainable_snapshot(job):
     torch.manual_seed(job.run.seed)
-    model, _ = S.build_policy(job)
+    model, _ = build_policy(job)
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -28,8 +33,8 @@ def _final_weights(run_dir):
 @pytest.mark.parametrize("lora_rank", [4, 0])
 def test_two_steps_train_every_parameter_and_write_the_run(tiny_job, lora_rank):
     job = tiny_job(lora__rank=lora_rank)
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     before = _trainable_snapshot(job)
     summary = train(job, run_dir)
     after = _final_weights(run_dir)
@@ -54,15 +59,15 @@ def test_two_steps_train_every_parameter_and_write_the_run(tiny_job, lora_rank):
 
 def test_resume_after_step_two_matches_an_uninterrupted_run(tiny_job, tmp_path):
     full_job = tiny_job(run__steps=4, run__name="full", run__save_every=2)
-    full = S.new_run_dir(full_job)
+    full = new_run_dir(full_job)
     train(full_job, full)
 
     cut_job = tiny_job(run__steps=2, run__name="cut", run__save_every=2)
-    cut = S.new_run_dir(cut_job)
+    cut = new_run_dir(cut_job)
     train(cut_job, cut)
     from tinyr1.config import parse_overrides
 
-    resumed_job = S.load_run_config(cut, parse_overrides(["--run.steps=4"]))
+    resumed_job = load_run_config(cut, parse_overrides(["--run.steps=4"]))
     train(resumed_job, cut, resume=True)
     a, b = _final_weights(full), _final_weights(cut)
     assert a.keys() == b.keys()
@@ -87,14 +92,21 @@ def test_resume_after_step_two_matches_an_uninterrupted_run(tiny_job, tmp_path):
     ids=["mu2", "kl-k1-lora", "kl-full", "dr-grpo", "rloo", "reinforce-pp", "sequence-batch-cosine", "dynamic-bf16-ckpt"],
 )
 def test_grpo_options_train_with_finite_losses(tiny_job, overrides):
-    job = tiny_job(run__steps=1, **overrides)
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    job = tiny_job(run__steps=2, **overrides)
+    validate(job)
+    run_dir = new_run_dir(job)
     train(job, run_dir)
-    row = next(json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l)
-    assert math.isfinite(row["loss/policy"]) and math.isfinite(row["loss/kl"]) and row["loss/grad_norm"] > 0
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert math.isfinite(row["loss/policy"]) and math.isfinite(row["loss/kl"]) and row["loss/grad_norm"] > 0
     if job.grpo.beta > 0:
-        assert row["loss/kl"] >= 0.0 if job.grpo.kl_estimator == "k3" else True
+        # before its first update the policy is its reference (LoRA B = 0, or the frozen copy): KL 0 up to
+        # rounding; after one update it has moved, and k3 is positive by construction
+        assert abs(rows[0]["loss/kl"]) < 1e-5
+        assert rows[1]["loss/kl"] > 1e-6 if job.grpo.kl_estimator == "k3" else abs(rows[1]["loss/kl"]) > 1e-6
+    else:
+        assert all(r["loss/kl"] == 0.0 for r in rows)  # no reference pass at all
 
 
 def test_masking_truncated_responses_removes_them_from_the_loss(tiny_job, monkeypatch):
@@ -103,7 +115,7 @@ def test_masking_truncated_responses_removes_them_from_the_loss(tiny_job, monkey
 
     monkeypatch.setattr(sampler_mod, "stop_token_ids", lambda model, tokenizer: [10**6])
     job = tiny_job(run__steps=1, grpo__mask_truncated=True)
-    run_dir = S.new_run_dir(job)
+    run_dir = new_run_dir(job)
     train(job, run_dir)
     row = next(json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l)
     assert row["rollout/truncated"] == 1.0
@@ -123,19 +135,23 @@ def test_dynamic_sampling_keeps_only_groups_with_a_signal(tiny_job, tiny_model, 
 
     monkeypatch.setitem(rules.REWARDS, "half_flat", half_flat)
     job = tiny_job(grpo__dynamic_sampling=True, grpo__max_refills=8, grpo__batch_size=16)
-    fns = rules.build_reward_fns({"half_flat": 1.0}, "boxed")
+    from tinyr1.rewards.build import build_reward_fns
+
+    fns = build_reward_fns({"half_flat": 1.0}, "boxed")
     model, tok = tiny_model
     from tinyr1.data import load_problems
 
-    stream = S.ProblemStream(load_problems(job.data, "train"), seed=0)
+    stream = ProblemStream(load_problems(job.data, "train"), seed=0)
     torch.manual_seed(0)
-    timer = {}
-    rows, total, per_fn, equal_share, refills = collect(model, tok, stream, job, fns, [], timer)
-    assert len(rows["texts"]) == 16  # exactly B groups of G
-    groups = total.view(-1, 4)
+    batch = collect(model, tok, stream, job, fns, [])
+    rollout = batch.rollout
+    assert rollout.num_sequences == len(rollout.texts) == 16  # exactly B groups of G
+    groups = rollout.rewards.total.view(-1, 4)
     assert (groups.std(-1) > 0).all()
-    assert not any(p.question.startswith(FLAT) for p in rows["problems"])
-    assert refills >= 1 and 0 < equal_share <= 1 and timer["reward"] > 0
+    assert not any(p.question.startswith(FLAT) for p in rollout.problems)
+    assert batch.refills >= 1 and 0 < batch.equal_share <= 1 and rollout.rewards.seconds > 0
+    # refilled rows keep the layout of a fresh build: no column of padding only
+    assert int(rollout.attention_mask.sum(-1).max()) == rollout.input_ids.shape[1]
 
 
 def test_process_supervision_gives_per_token_advantages_from_step_rewards(tiny_job, tiny_model):
@@ -148,9 +164,10 @@ def test_process_supervision_gives_per_token_advantages_from_step_rewards(tiny_j
     texts = ["3 + 4 = 7\nso 7", "3 + 4 = 8\nso 8"]
     ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
     rows = {"prompt_ids": [[5, 6]] * 2, "response_ids": ids, "finished": [True, True], "texts": texts, "problems": [p, p]}
-    rollout = S.rollout_from_rows(rows, 2, tok.pad_token_id)
-    outcome = torch.tensor([1.0, 0.0])
-    adv = process_token_advantages(outcome, rows, rollout, job, tok)
+    rollout = build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"], rows["texts"], 2,
+                            tok.pad_token_id)
+    rollout.rewards = Rewards(torch.tensor([1.0, 0.0]), {})  # the outcomes
+    adv = process_token_advantages(rollout, job, build_process_reward("arithmetic"), tok)
     # step rewards: row 0 = [+1 (true equation), 0 (no equation), outcome 1]; row 1 = [-1, 0, outcome 0]
     # all six step rewards of the group are normalised together: z = (r - mean) / (population std + 1e-4),
     # mean = 1/6, std = sqrt(3/6 - 1/36) = 0.6872
@@ -168,8 +185,8 @@ def test_process_supervision_gives_per_token_advantages_from_step_rewards(tiny_j
 
 def test_process_supervision_trains(tiny_job):
     job = tiny_job(run__steps=1, grpo__advantage="process", reward__process="arithmetic")
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     train(job, run_dir)
     row = next(json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l)
     assert math.isfinite(row["loss/policy"]) and row["loss/grad_norm"] > 0
@@ -179,4 +196,4 @@ def test_process_advantage_needs_a_step_rule(tiny_job):
     from tinyr1.errors import UserError
 
     with pytest.raises(UserError, match="config key 'reward.process'"):
-        validate_train(tiny_job(grpo__advantage="process"))
+        validate(tiny_job(grpo__advantage="process"))

@@ -6,14 +6,15 @@ import math
 import pytest
 import torch
 
-from tinyr1.recipes import setup as S
 from tinyr1.recipes.ppo import Critic, adapt_kl, make_experience, response_index, take, train
+from tinyr1.rollout.collect import build_rollout
+from tinyr1.training.checkpoint import load_run_config, new_run_dir
 from tinyr1.types import Problem
 
 
 def _rows(tiny_model):
     _, tok = tiny_model
-    return S.build_rollout([[1, 2, 3], [4, 5]], [[7, 8], [9, 10, 11]], [True, False],
+    return build_rollout([[1, 2, 3], [4, 5]], [[7, 8], [9, 10, 11]], [True, False],
                            [Problem("a", "q", "1")] * 2, ["x", "y"], 1, tok.pad_token_id)
 
 
@@ -34,8 +35,8 @@ def test_outcome_reward_lands_on_the_last_token_and_gae_uses_it(tiny_model, tiny
     assert not critic.head.weight.any() and not critic.head.bias.any()
     exp = make_experience(model, critic, None, rollout, torch.tensor([1.0, 0.5]), job, kl_coef=0.0)
     # gamma = lambda = 1 and V = 0: every token's return is the outcome (rewards 0 ... 0, outcome)
-    assert exp["returns"].tolist() == [[1.0, 1.0, 0.0], [0.5, 0.5, 0.5]]
-    assert exp["advantages"].tolist() == exp["returns"].tolist()
+    assert exp.returns.tolist() == [[1.0, 1.0, 0.0], [0.5, 0.5, 0.5]]
+    assert exp.advantages.tolist() == exp.returns.tolist()
 
 
 def test_adaptive_kl_moves_towards_the_target():
@@ -49,11 +50,13 @@ def test_adaptive_kl_moves_towards_the_target():
     [{}, {"lora__rank": 0, "ppo__kl_coef": 0.1}, {"ppo__critic": "separate", "ppo__adaptive_kl": True, "ppo__early_stop_kl": 0.0}],
     ids=["lora-shared-critic", "full-kl", "separate-critic-adaptive"],
 )
-def test_two_ppo_steps_train_policy_and_value_head(tiny_job, overrides):
+def test_two_ppo_steps_train_policy_and_value_head(tiny_job, tiny_model_dir, overrides):
+    from safetensors.torch import load_file
+
     job = tiny_job(**overrides)
     job.algorithm = "ppo"
     job.ppo.batch_size, job.ppo.mini_batch_size, job.ppo.epochs = 4, 2, 2
-    run_dir = S.new_run_dir(job)
+    run_dir = new_run_dir(job)
     summary = train(job, run_dir)
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l]
     assert [r["step"] for r in rows] == [1, 2]
@@ -61,6 +64,14 @@ def test_two_ppo_steps_train_policy_and_value_head(tiny_job, overrides):
         assert math.isfinite(r["loss/policy"]) and math.isfinite(r["loss/value"]) and r["loss/grad_norm"] > 0
     critic = torch.load(run_dir / "final" / "critic.pt")
     assert critic["head.weight"].abs().sum() > 0  # the value head trained (it starts at zero)
+    if job.lora.rank == 0:  # the policy: every weight of the full model moved
+        before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(run_dir / "final" / "model.safetensors")
+        assert after.keys() == before.keys() and all(not torch.equal(before[k], after[k]) for k in before if "norm" not in k)
+    else:  # every adapter's B (zero at the start) moved
+        lora_b = [v for k, v in load_file(run_dir / "final" / "adapter_model.safetensors").items() if "lora_B" in k]
+        assert lora_b and all(v.abs().sum() > 0 for v in lora_b)
+    if job.ppo.critic == "separate":  # its own backbone trained too
+        assert any("backbone" in k for k in critic) and len(critic) > 2
     assert summary["eval_after"]["n"] == 4
     if job.ppo.early_stop_kl == 0.0:
         assert all(r["ppo/epochs_run"] == 1 for r in rows)  # any KL > 0 stops after the first epoch
@@ -72,7 +83,7 @@ def test_ppo_trains_every_adapter(tiny_job):
     job = tiny_job()
     job.algorithm = "ppo"
     job.ppo.batch_size, job.ppo.mini_batch_size = 4, 4
-    run_dir = S.new_run_dir(job)
+    run_dir = new_run_dir(job)
     train(job, run_dir)
     weights = load_file(run_dir / "final" / "adapter_model.safetensors")
     lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
@@ -90,12 +101,12 @@ def test_ppo_resume_restores_the_critic_and_matches_an_uninterrupted_run(tiny_jo
         job.ppo.batch_size, job.ppo.mini_batch_size, job.ppo.epochs = 4, 2, 1
         return job
 
-    full = S.new_run_dir(full_job := ppo_job(run__steps=4, run__name="full", run__save_every=2))
+    full = new_run_dir(full_job := ppo_job(run__steps=4, run__name="full", run__save_every=2))
     train(full_job, full)
-    cut = S.new_run_dir(cut_job := ppo_job(run__steps=2, run__name="cut", run__save_every=2))
+    cut = new_run_dir(cut_job := ppo_job(run__steps=2, run__name="cut", run__save_every=2))
     train(cut_job, cut)
     assert "critic" in torch.load(cut / "checkpoint-2" / "trainer_state.pt", weights_only=False)["extra"]
-    train(S.load_run_config(cut, parse_overrides(["--run.steps=4"])), cut, resume=True)
+    train(load_run_config(cut, parse_overrides(["--run.steps=4"])), cut, resume=True)
     a, b = torch.load(full / "final" / "critic.pt"), torch.load(cut / "final" / "critic.pt")
     assert a.keys() == b.keys() and len(a) > 2  # a separate critic: a whole model plus the value head
     for name in a:

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
-from tinyr1.config import load_config, validate_train
+from tinyr1.config import RMTrainJob, load_config, validate
 from tinyr1.errors import UserError
-from tinyr1.recipes import setup as S
-from tinyr1.rm_config import RMTrainJob
+from tinyr1.training.checkpoint import new_run_dir
 from tinyr1.types import Problem
 
 
@@ -41,8 +40,8 @@ def test_grpo_trains_on_an_orm_mixed_with_the_grader(tiny_job, reward_models):
 
     orm, _ = reward_models
     job = tiny_job(run__steps=1, reward__weights={"correctness": 1.0, f"orm:{orm}": 0.5})
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     train(job, run_dir)
     (row,) = _metrics(run_dir)
     orm_reward = row[f"reward/orm:{orm}"]
@@ -56,15 +55,15 @@ def test_grpo_process_advantage_with_a_prm_and_ppo_with_an_orm_alone(tiny_job, r
 
     orm, prm = reward_models
     job = tiny_job(run__steps=1, run__name="grpo-prm", grpo__advantage="process", reward__process=f"prm:{prm}")
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     grpo.train(job, run_dir)
     assert math.isfinite(_metrics(run_dir)[0]["loss/policy"])
 
     job = tiny_job(run__steps=1, run__name="ppo-orm", reward__weights={f"orm:{orm}": 1.0})
     job.algorithm, job.ppo.batch_size, job.ppo.mini_batch_size = "ppo", 4, 4
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     ppo.train(job, run_dir)
     (row,) = _metrics(run_dir)
     assert 0 < row["reward/total"] < 1 and math.isfinite(row["loss/value"])
@@ -76,8 +75,8 @@ def test_ppo_with_prm_step_rewards_trains_and_logs_them(tiny_job, reward_models)
     _, prm = reward_models
     job = tiny_job(run__steps=1, reward__process=f"prm:{prm}", ppo__process_coef=0.5)
     job.algorithm, job.ppo.batch_size, job.ppo.mini_batch_size = "ppo", 4, 4
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     ppo.train(job, run_dir)
     (row,) = _metrics(run_dir)
     assert "reward/process" in row and math.isfinite(row["loss/policy"])
@@ -85,7 +84,8 @@ def test_ppo_with_prm_step_rewards_trains_and_logs_them(tiny_job, reward_models)
 
 def test_step_rewards_land_on_each_steps_last_token_and_flow_through_gae(tiny_model, tiny_job):
     from tinyr1.recipes.ppo import Critic, make_experience
-    from tinyr1.recipes.step_rewards import step_rewards_per_token
+    from tinyr1.rewards.build import build_process_reward
+    from tinyr1.rollout.collect import build_rollout, step_rewards_per_token
 
     model, tok = tiny_model
     job = tiny_job(reward__process="arithmetic", ppo__gamma=1.0, ppo__lam=1.0, ppo__whiten_advantages=False,
@@ -94,38 +94,52 @@ def test_step_rewards_land_on_each_steps_last_token_and_flow_through_gae(tiny_mo
     texts = ["3 + 4 = 7\nso 7", "3 + 4 = 8\nso 8"]
     ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
     rows = {"prompt_ids": [[5, 6]] * 2, "response_ids": ids, "finished": [True, True], "texts": texts, "problems": [p, p]}
-    steps = step_rewards_per_token(rows, job, tok)
+    rollout = build_rollout(rows["prompt_ids"], rows["response_ids"], rows["finished"], rows["problems"], rows["texts"], 1,
+                            tok.pad_token_id)
+    steps = step_rewards_per_token(rollout, build_process_reward("arithmetic"), "lines", tok)
     first_end = len(tok("3 + 4 = 7", add_special_tokens=False)["input_ids"]) - 1  # "so 7" has no equation: reward 0
     assert steps.shape == (2, max(len(i) for i in ids))
     assert steps[0].nonzero().flatten().tolist() == [first_end] and steps[0, first_end] == 1.0  # a true equation: +1
     assert steps[1].nonzero().flatten().tolist() == [first_end] and steps[1, first_end] == -1.0  # a false one: -1
 
-    rollout = S.rollout_from_rows(rows, 1, tok.pad_token_id)
     critic = Critic(model.config.hidden_size)  # starts at V = 0: advantages are the returns, sums of the rewards from t on
     exp = make_experience(model, critic, None, rollout, torch.tensor([1.0, 0.0]), job, 0.0, steps)
     # row 0: 0.5 x (+1) at the first step's end, outcome 1 at the last token:
     # returns = 1.5 up to and including the step end, then 1.0 to the end
     n0 = len(ids[0])
     expected0 = [1.5] * (first_end + 1) + [1.0] * (n0 - first_end - 1)
-    assert exp["returns"][0, :n0].tolist() == pytest.approx(expected0)
+    assert exp.returns[0, :n0].tolist() == pytest.approx(expected0)
     # row 1: 0.5 x (-1) at the step end, outcome 0
     n1 = len(ids[1])
-    assert exp["returns"][1, :n1].tolist() == pytest.approx([-0.5] * (first_end + 1) + [0.0] * (n1 - first_end - 1))
+    assert exp.returns[1, :n1].tolist() == pytest.approx([-0.5] * (first_end + 1) + [0.0] * (n1 - first_end - 1))
 
 
 @pytest.mark.parametrize("overrides, message", [
     ({"reward__weights": {"orm:/no/such/rm": 1.0}},
      "config key 'reward.weights.orm:/no/such/rm': reward model '/no/such/rm' not found (no such folder); expected a folder written by `tinyr1 rm train`"),
     ({"reward__process": "prm:/no/such/prm"}, "config key 'reward.process': reward model '/no/such/prm' not found"),
-    ({"reward__process": "rules"}, "config key 'reward.process': expected one of 'none', 'arithmetic', 'reference' or 'prm:<folder>'"),
 ])
-def test_reward_model_paths_are_checked_up_front(tiny_job, overrides, message):
+def test_reward_model_paths_are_checked_before_training(tiny_job, overrides, message, tmp_path):
+    """A missing reward-model folder stops the run before any model loads or any folder is written."""
+    from tinyr1.recipes import get_recipe
+
+    job = tiny_job(**overrides)
+    validate(job)  # the validator reads no folders: a name of the right shape passes
     with pytest.raises(UserError) as e:
-        validate_train(tiny_job(**overrides))
+        get_recipe(job.algorithm)(job, tmp_path / "run")
     assert message in str(e.value)
+    assert not (tmp_path / "run").exists()
 
 
-def test_an_orm_is_not_taken_for_a_prm(tiny_job, reward_models):
+def test_unknown_process_rule_is_refused_by_the_validator(tiny_job):
+    with pytest.raises(UserError, match="config key 'reward.process': 'rules' is not allowed; expected one of 'none', "
+                                        "'arithmetic', 'reference' or 'prm:<folder>'"):
+        validate(tiny_job(reward__process="rules"))
+
+
+def test_an_orm_is_not_taken_for_a_prm(reward_models):
+    from tinyr1.rewards.build import build_process_reward
+
     orm, _ = reward_models
     with pytest.raises(UserError, match="config key 'reward.process': .* is a 'orm' reward model; expected a prm"):
-        validate_train(tiny_job(reward__process=f"prm:{orm}"))
+        build_process_reward(f"prm:{orm}", "cpu")

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinyr1.config import parse_overrides, validate_train
+from tinyr1.config import parse_overrides, validate
 from tinyr1.errors import UserError
-from tinyr1.recipes import setup as S
 from tinyr1.recipes import sft
+from tinyr1.training.checkpoint import load_run_config, new_run_dir
+from tinyr1.training.policy import build_policy
 from tinyr1.types import Problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,14 +48,15 @@ def test_label_mask_covers_exactly_the_response_tokens_and_the_eos(sft_job, tiny
     _, tok = tiny_model
     job = sft_job()
     short, long = Problem("a", "Calculate 12 + 7.", "19"), Problem("b", "Calculate 12 + 7 + 100 + 1000.", "1119")
-    prompt_ids, response_ids, cut = sft.tokenize_examples([short, long], job, tok, [])
+    ex = sft.tokenize_examples([short, long], job, tok, [])
+    prompt_ids, response_ids, cut = ex.prompt_ids, ex.response_ids, ex.cut
     # the prompt is exactly what the sampler feeds at evaluation; the response is the style's reference + EOS
     prompt = render_prompt(short, job.prompt, tok)
     assert prompt.endswith("<|im_start|>assistant\n")
     assert prompt_ids[0] == tok(prompt, add_special_tokens=False)["input_ids"]
     assert response_ids[0] == tok("$\\boxed{19}$", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert cut == 0
-    (mb,) = sft.micro_batches(prompt_ids, response_ids, job, tok.pad_token_id)
+    (mb,) = sft.micro_batches(ex, job, tok.pad_token_id)
     p, r = len(prompt_ids[0]), len(response_ids[0])
     width = len(prompt_ids[1]) + len(response_ids[1])
     row = 1  # micro-batches put the longest row first: the short example is row 1, padded by width - p - r
@@ -68,17 +70,11 @@ def test_label_mask_covers_exactly_the_response_tokens_and_the_eos(sft_job, tiny
 
 def test_examples_longer_than_max_length_are_cut_from_the_end(sft_job, tiny_model):
     _, tok = tiny_model
-    prompt_ids, response_ids, _ = sft.tokenize_examples(_problems(1), sft_job(), tok, [])
-    p = len(prompt_ids[0])
+    whole = sft.tokenize_examples(_problems(1), sft_job(), tok, [])
+    p = len(whole.prompt_ids[0])
     job = sft_job(sft__max_length=p + 2)
-    cut_prompt, cut_response, cut = sft.tokenize_examples(_problems(1), job, tok, [])
-    assert cut == 1 and cut_prompt == prompt_ids and cut_response[0] == response_ids[0][:2]
-
-
-def test_first_fit_decreasing_fills_rows_up_to_capacity():
-    # lengths 5, 4, 3, 3, 2 into rows of 8: 5 -> row0 (3 free), 4 -> row1 (4 free), 3 -> row0 (0 free),
-    # 3 -> row1 (1 free), 2 -> row2
-    assert sft.first_fit_decreasing([3, 5, 2, 4, 3], 8) == [[1, 0], [3, 4], [2]]
+    cut = sft.tokenize_examples(_problems(1), job, tok, [])
+    assert cut.cut == 1 and cut.prompt_ids == whole.prompt_ids and cut.response_ids[0] == whole.response_ids[0][:2]
 
 
 def _loss_and_grads(model, batches):
@@ -90,15 +86,15 @@ def _loss_and_grads(model, batches):
 def test_packed_and_micro_batched_losses_equal_the_padded_full_batch_loss(sft_job):
     job = sft_job(lora__rank=0, optim__micro_batch_size=8)
     torch.manual_seed(0)
-    model, tok = S.build_policy(job)
+    model, tok = build_policy(job)
     sft.check_packing(model)
-    prompt_ids, response_ids, _ = sft.tokenize_examples(_problems(7), job, tok, [])
-    lengths = [len(p) + len(r) for p, r in zip(prompt_ids, response_ids)]
-    padded = sft.micro_batches(prompt_ids, response_ids, job, tok.pad_token_id)
-    micro = sft.micro_batches(prompt_ids, response_ids, dataclasses.replace(job, optim=dataclasses.replace(job.optim, micro_batch_size=2)), tok.pad_token_id)
+    ex = sft.tokenize_examples(_problems(7), job, tok, [])
+    lengths = [len(p) + len(r) for p, r in zip(ex.prompt_ids, ex.response_ids)]
+    padded = sft.micro_batches(ex, job, tok.pad_token_id)
+    micro = sft.micro_batches(ex, dataclasses.replace(job, optim=dataclasses.replace(job.optim, micro_batch_size=2)), tok.pad_token_id)
     pack_job = dataclasses.replace(job, sft=dataclasses.replace(job.sft, packing=True, max_length=3 * max(lengths)),
                                    optim=dataclasses.replace(job.optim, micro_batch_size=1))
-    packed = sft.micro_batches(prompt_ids, response_ids, pack_job, tok.pad_token_id)
+    packed = sft.micro_batches(ex, pack_job, tok.pad_token_id)
     assert len(padded) == 1 and len(micro) == 4
     # 7 examples in rows of 3, 3 and 1: the row holding one example takes the padded forward
     assert [mb.packed for mb in packed] == [True, True, False]
@@ -132,10 +128,10 @@ def test_packing_is_refused_for_a_model_that_ignores_position_ids(tiny_model):
 @pytest.mark.parametrize("overrides", [{"lora__rank": 4, "sft__packing": True}, {"lora__rank": 0, "optim__bf16": True}], ids=["lora-packed", "full-bf16"])
 def test_two_steps_train_every_parameter_and_write_the_run(sft_job, overrides):
     job = sft_job(**overrides)
-    validate_train(job)
-    run_dir = S.new_run_dir(job)
+    validate(job)
+    run_dir = new_run_dir(job)
     torch.manual_seed(job.run.seed)
-    model, _ = S.build_policy(job)
+    model, _ = build_policy(job)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     summary = sft.train(job, run_dir)
     after = _final_weights(run_dir)
@@ -160,13 +156,13 @@ def test_two_steps_train_every_parameter_and_write_the_run(sft_job, overrides):
 
 def test_resume_after_step_two_matches_an_uninterrupted_run(sft_job):
     full_job = sft_job(run__steps=4, run__name="full", run__save_every=2)
-    full = S.new_run_dir(full_job)
+    full = new_run_dir(full_job)
     sft.train(full_job, full)
 
     cut_job = sft_job(run__steps=2, run__name="cut", run__save_every=2)
-    cut = S.new_run_dir(cut_job)
+    cut = new_run_dir(cut_job)
     sft.train(cut_job, cut)
-    resumed_job = S.load_run_config(cut, parse_overrides(["--run.steps=4"]))
+    resumed_job = load_run_config(cut, parse_overrides(["--run.steps=4"]))
     sft.train(resumed_job, cut, resume=True)
     a, b = _final_weights(full), _final_weights(cut)
     assert a.keys() == b.keys()
@@ -177,11 +173,11 @@ def test_resume_after_step_two_matches_an_uninterrupted_run(sft_job):
     assert [r["loss/sft"] for r in _metrics(cut) if "loss/sft" in r] == pytest.approx(losses, rel=1e-5)
 
 
-def test_validate_train_names_bad_sft_keys(sft_job):
+def test_validate_names_bad_sft_keys(sft_job):
     with pytest.raises(UserError, match="sft.batch_size"):
-        validate_train(sft_job(sft__batch_size=0))
+        validate(sft_job(sft__batch_size=0))
     with pytest.raises(UserError, match="sft.max_length"):
-        validate_train(sft_job(sft__max_length=8))
+        validate(sft_job(sft__max_length=8))
 
 
 def test_sft_quickstart_then_grpo_on_the_sft_run(tiny_model_dir, problems_file, tmp_path):

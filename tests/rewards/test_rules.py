@@ -3,7 +3,8 @@
 import pytest
 
 from tinyr1.errors import UserError
-from tinyr1.rewards.rules import build_reward_fns, correctness, format_reward
+from tinyr1.rewards.build import build_reward_fns
+from tinyr1.rewards.rules import correctness, format_reward
 from tinyr1.types import Problem
 
 P = Problem("1", "What is 3 + 4?", "7")

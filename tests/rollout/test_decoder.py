@@ -143,8 +143,9 @@ def test_prepacked_linears_equal_f_linear():
 
 
 def test_unsupported_models_are_named_and_sampled_through_the_forward(tiny_model, monkeypatch):
-    from peft import LoraConfig, get_peft_model
     import copy
+
+    from peft import LoraConfig, get_peft_model
 
     model, tok = tiny_model
     lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from tinyr1.rollout import sampler as sampler_mod
 from tinyr1.rollout.engine import sample_next
 from tinyr1.rollout.sampler import SamplingParams, sample
-from tinyr1.rollout import sampler as sampler_mod
 
 PROMPTS = [
     "Calculate 12 + 7.",

@@ -42,7 +42,8 @@ def load_rows(scheme: str, name: str, config: str | None, split: str, layout: st
     """Rows of one hub dataset split as plain dicts; any failure becomes a `UserError`."""
     where = f"{scheme}:{name}"
     try:
-        from datasets import load_dataset  # lazy: datasets is slow to import and only needed here
+        # lazy: datasets is slow to import and only needed here
+        from datasets import load_dataset
     except ImportError:
         raise UserError(f"{where}: hub datasets need the `datasets` package (pip install datasets); or use a local folder: {layout}") from None
     try:

@@ -33,7 +33,8 @@ EXAMPLE_TASKS = ("basic_arithmetic", "chain_sum", "gsm_symbolic", "simple_equati
 
 
 def _registry() -> dict:
-    from reasoning_gym.factory import DATASETS  # lazy: reasoning_gym takes a second to import
+    # lazy: reasoning_gym takes a second to import
+    from reasoning_gym.factory import DATASETS
 
     return DATASETS
 

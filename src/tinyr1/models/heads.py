@@ -20,13 +20,21 @@ adapter is loaded onto the base named there and merged for scoring.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from transformers import AutoModelForTokenClassification
+
 from tinyr1.config import LoraConfig, ModelConfig
 from tinyr1.errors import UserError
+from tinyr1.models.load import _from_pretrained, load_model, load_tokenizer, pick_device
+from tinyr1.rollout.policy_copy import resolve_dtype
 
 META_FILE = "tinyr1_reward_model.json"
 KINDS = {"orm": "tinyr1 rm train", "prm": "tinyr1 prm train"}
@@ -34,8 +42,6 @@ KINDS = {"orm": "tinyr1 rm train", "prm": "tinyr1 prm train"}
 
 def scorer_from_causal(causal):
     """A token classifier (one logit per token) whose backbone is `causal`'s, copied."""
-    from transformers import AutoModelForTokenClassification
-
     config = copy.deepcopy(causal.config)
     config.num_labels = 1
     config.classifier_dropout = 0.0  # the labels are few; dropout on the read-out only adds noise
@@ -50,16 +56,10 @@ def build_scorer(model_cfg: ModelConfig, lora: LoraConfig):
     `lora.rank > 0`: peft adapters on the backbone, the `score` layer trained in full; 0: every
     weight trains.
     """
-    import dataclasses
-
-    from tinyr1.models.load import load_model
-
     causal, tokenizer = load_model(dataclasses.replace(model_cfg, dtype="float32"), merge_adapter=True)
     model = scorer_from_causal(causal)
     del causal
     if lora.rank > 0:
-        from peft import LoraConfig as PeftLoraConfig, get_peft_model
-
         targets = lora.target_modules
         peft_cfg = PeftLoraConfig(
             r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="TOKEN_CLS",
@@ -94,13 +94,21 @@ def save_scorer(model, tokenizer, out: str | Path, meta: dict[str, Any], state_d
     return out
 
 
+def model_dir(path: str | Path) -> Path:
+    """The folder holding the reward model: `path` itself, or its `final/` when `path` is the run
+    folder `tinyr1 rm train` / `prm train` wrote."""
+    path = Path(path)
+    return path / "final" if not (path / META_FILE).is_file() and (path / "final" / META_FILE).is_file() else path
+
+
 def read_meta(path: str | Path, kind: str, key: str | None = None) -> dict[str, Any]:
-    """The metadata of the reward model folder `path`, checked to be of `kind` (orm | prm).
+    """The metadata of the reward model folder `path` (or of a run folder's final/), checked to be
+    of `kind` (orm | prm).
 
     Raises `UserError` naming `key` (a config key) or the path when it is not such a folder.
     """
     where = f"config key '{key}': " if key else ""
-    meta_path = Path(path) / META_FILE
+    meta_path = model_dir(path) / META_FILE
     if not meta_path.is_file():
         what = "no such folder" if not Path(path).exists() else f"no {META_FILE} there"
         raise UserError(f"{where}reward model '{path}' not found ({what}); expected a folder written by `{KINDS[kind]}`")
@@ -115,23 +123,14 @@ def read_meta(path: str | Path, kind: str, key: str | None = None) -> dict[str, 
 
 def load_scorer(path: str | Path, kind: str, device: str = "auto", dtype: str = "float32", key: str | None = None):
     """`(model, tokenizer, meta)` of a saved reward model, in eval mode, adapters merged, no grad."""
-    import torch
-
-    from tinyr1.models.load import _from_pretrained, load_model, load_tokenizer, pick_device
-    from tinyr1.rollout.policy_copy import resolve_dtype
-
     meta = read_meta(path, kind, key)
-    path = Path(path)
+    path = model_dir(path)
     device = pick_device(device)
     torch_dtype = resolve_dtype(dtype, torch.device(device))
     if (path / "adapter_config.json").is_file():
-        from peft import PeftModel
-
         causal, _ = load_model(ModelConfig(name=meta["base"], device=device))
         model = PeftModel.from_pretrained(scorer_from_causal(causal), path).merge_and_unload()
     else:
-        from transformers import AutoModelForTokenClassification
-
         model = _from_pretrained(AutoModelForTokenClassification, path)
     model = model.to(device=device, dtype=torch_dtype).eval()
     model.requires_grad_(False)

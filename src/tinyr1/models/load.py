@@ -25,6 +25,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from tinyr1.config import ModelConfig
 from tinyr1.errors import UserError
 
@@ -65,8 +69,6 @@ def _convert_gguf(gguf: Path) -> Path:
     target = _gguf_cache_path(gguf)
     if (target / "config.json").is_file():
         return target
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"tinyr1: converting {gguf.name} to a float model (once; cached in {target})", flush=True)
     kwargs = dict(gguf_file=gguf.name)
@@ -129,8 +131,6 @@ def resolve(name: str) -> Path | str:
 
 
 def pick_device(device: str) -> str:
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -152,8 +152,6 @@ def _from_pretrained(cls, where: Path | str, **kwargs):
 
 def load_tokenizer(cfg: ModelConfig):
     """Tokenizer for `cfg.name`, padded on the left (generation) with a pad token set."""
-    from transformers import AutoTokenizer
-
     where = resolve(cfg.name)
     if isinstance(where, Path) and (where / "adapter_config.json").is_file() and not (where / "tokenizer_config.json").is_file():
         where = resolve(_adapter_base(where))
@@ -178,9 +176,6 @@ def load_model(cfg: ModelConfig, merge_adapter: bool = False):
     A peft adapter folder loads its base model and the adapter on top (merged into the weights
     when `merge_adapter`, which makes inference faster).
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
     where = resolve(cfg.name)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
     kwargs = dict(dtype=dtype, trust_remote_code=cfg.trust_remote_code)
@@ -189,8 +184,6 @@ def load_model(cfg: ModelConfig, merge_adapter: bool = False):
         adapter, where = where, resolve(_adapter_base(where))
     model = _from_pretrained(AutoModelForCausalLM, where, **kwargs)
     if adapter is not None:
-        from peft import PeftModel
-
         model = PeftModel.from_pretrained(model, adapter)
         if merge_adapter:
             model = model.merge_and_unload()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
 
 def build_tiny_llama(tokenizer, path: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """Write a 2-layer Llama with `tokenizer`'s vocabulary, plus the tokenizer, to `path`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,

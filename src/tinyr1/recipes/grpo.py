@@ -28,23 +28,44 @@ How it departs from the GRPO paper, and which paper each option follows:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from tinyr1 import distributed as D
 from tinyr1.algorithms.advantages import (
-    equal_reward_group_share, group_advantages, process_advantages, reinforce_pp_advantages, rloo_advantages,
+    equal_reward_group_share,
+    group_advantages,
+    process_advantages,
+    reinforce_pp_advantages,
+    rloo_advantages,
 )
 from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
 from tinyr1.config import TrainJob
-from tinyr1.recipes import setup as S
-from tinyr1.rewards.rules import build_reward_fns
+from tinyr1.data.prompts import render_prompt
+from tinyr1.rewards.build import build_process_reward, build_reward_fns
+from tinyr1.rollout.collect import concat, empty_rollout, generate, sampling_params, score, select, step_reward_pairs
 from tinyr1.rollout.policy_copy import SamplingCopy
+from tinyr1.training.batching import group_micro_batches, micro_batches
+from tinyr1.training.forward import (
+    packed_sequence_logprobs,
+    reference_logprobs,
+    response_start,
+    sequence_logprobs,
+    shared_prompt_logprobs,
+    shares_prompts,
+)
+from tinyr1.training.optim import build_optimizer
+from tinyr1.training.policy import build_policy, frozen_copy, trainable_parameters
+from tinyr1.training.problems import load_data, take_share
+from tinyr1.training.run import State, log_samples, policy_run
 from tinyr1.types import Rollout
 
+# ----------------------------------------------------------------------------- 3. advantages
 
-def process_token_advantages(rewards: torch.Tensor, rows: dict[str, list], rollout: Rollout, job: TrainJob, tokenizer) -> torch.Tensor:
+
+def process_token_advantages(rollout: Rollout, job: TrainJob, step_fn, tokenizer) -> torch.Tensor:
     """Per-token advantages (N, T) from step rewards (DeepSeekMath process supervision).
 
     Each response's steps (`reward.step_mode`) get the `reward.process` rule's rewards at their
@@ -52,27 +73,19 @@ def process_token_advantages(rewards: torch.Tensor, rows: dict[str, list], rollo
     rewards of a group are normalised together; a token's advantage sums the normalised rewards
     of the steps ending at or after it.
     """
-    from tinyr1.rewards.prm import process_reward_fn
-    from tinyr1.rewards.steps import step_ends
-
-    if not rows["texts"]:  # a process left without groups (dynamic sampling): its empty row gets 0
+    if not rollout.texts:  # a process left without groups (dynamic sampling): nothing to normalise
         return torch.zeros(rollout.input_ids.shape)
-    mode = job.reward.step_mode
-    step_fn = process_reward_fn(job.reward.process, job.model.device, job.sampling.dtype)  # a rule, or a PRM loaded once
-    per_step = step_fn(rows["problems"], rows["texts"], mode=mode)
-    lengths = [len(r) for r in rows["response_ids"]]
-    steps = []
-    for i, (text, ids) in enumerate(zip(rows["texts"], rows["response_ids"])):
-        ends = step_ends(text, tokenizer, mode, token_ids=ids) if ids else []
-        pairs = [(min(e, lengths[i] - 1), r) for e, r in zip(ends, per_step[i])]
-        steps.append(pairs + [(max(0, lengths[i] - 1), float(rewards[i]))])  # the outcome closes the response
+    lengths = rollout.response_mask.sum(-1).long().tolist()
+    outcome = rollout.rewards.total
+    steps = [pairs + [(max(0, lengths[i] - 1), float(outcome[i]))]  # the outcome closes the response
+             for i, pairs in enumerate(step_reward_pairs(rollout, step_fn, job.reward.step_mode, tokenizer))]
     n, s, width = len(steps), max(len(x) for x in steps), max(1, max(lengths))
     step_rewards, step_mask, step_end = torch.zeros(n, s), torch.zeros(n, s), torch.zeros(n, s, dtype=torch.long)
     for i, pairs in enumerate(steps):
         for j, (end, r) in enumerate(pairs):
             step_end[i, j], step_rewards[i, j], step_mask[i, j] = end, r, 1.0
     response_mask = (torch.arange(width)[None] < torch.tensor(lengths)[:, None]).float()
-    adv = process_advantages(step_rewards, step_mask, step_end, response_mask, job.grpo.group_size)
+    adv = process_advantages(step_rewards, step_mask, step_end, response_mask, rollout.group_size)
     out = torch.zeros(rollout.input_ids.shape)  # back from response positions (N, L) to rows (N, T)
     starts = rollout.response_mask.argmax(-1)
     for i, length in enumerate(lengths):
@@ -80,70 +93,107 @@ def process_token_advantages(rewards: torch.Tensor, rows: dict[str, list], rollo
     return out
 
 
-def whole_batch(estimator):
-    """An outcome estimator run on the whole step's batch, whatever the number of processes.
+def outcome(estimator):
+    """An outcome estimator `(rewards (N,), group_size, job) -> (N,)`, run on the whole step's batch
+    whatever the number of processes, its advantage shared by every token of a response: (N, T).
 
-    Every process's rewards (N_r,) are gathered in rank order, `estimator(rewards, job)` runs once
-    on all N of them, and this process's rows come back (N_r,). Whole groups live on one process,
-    so the advantages, batch-wide statistics included (`scale_rewards: batch`, REINFORCE++
-    whitening), are exactly those of a 1-process run over the same batch.
+    Every process's rewards are gathered in rank order, the estimator runs once on all N of them,
+    and this process's rows come back. Whole groups live on one process, so the advantages,
+    batch-wide statistics included (`scale_rewards: batch`, REINFORCE++ whitening), are exactly
+    those of a 1-process run over the same batch.
     """
-    def local(rewards, rows, rollout, job, tokenizer):
-        parts = D.gather_objects(rewards)
+    def per_token(rollout: Rollout, job: TrainJob, step_fn, tokenizer) -> torch.Tensor:
+        parts = D.gather_objects(rollout.rewards.total)
         start = sum(len(p) for p in parts[: D.rank()])
-        return estimator(torch.cat(parts), job)[start : start + len(rewards)]
+        advantages = estimator(torch.cat(parts), rollout.group_size, job)[start : start + rollout.num_sequences]
+        return advantages[:, None] * rollout.response_mask
 
-    return local
+    return per_token
 
 
-# The advantage estimator, chosen in this one place: rewards (N,) -> advantages (N,), or (N, T) per token.
+# The advantage estimator, chosen in this one place: a rollout with rewards -> advantages (N, T).
 ADVANTAGES = {
-    "grpo": whole_batch(lambda rewards, job: group_advantages(rewards, job.grpo.group_size, job.grpo.scale_rewards)),
-    "rloo": whole_batch(lambda rewards, job: rloo_advantages(rewards, job.grpo.group_size)),
-    "reinforce_pp": whole_batch(lambda rewards, job: reinforce_pp_advantages(rewards, job.grpo.group_size)),
+    "grpo": outcome(lambda rewards, g, job: group_advantages(rewards, g, job.grpo.scale_rewards)),
+    "rloo": outcome(lambda rewards, g, job: rloo_advantages(rewards, g)),
+    "reinforce_pp": outcome(lambda rewards, g, job: reinforce_pp_advantages(rewards, g)),
     "process": process_token_advantages,  # normalised within each group: every process does its own rows
 }
 
 
-def select_groups(rows, total, per_fn, g: int, keep: torch.Tensor):
-    """Keep the groups flagged in `keep` (B,), applying the same selection to every row-aligned list."""
-    idx = [i for i in range(len(rows["texts"])) if keep[i // g]]
-    rows = {k: [v[i] for i in idx] for k, v in rows.items()}
-    return rows, total[idx], {k: v[idx] for k, v in per_fn.items()}
+# ----------------------------------------------------------------------------- 1-2. rollout and reward
 
 
-def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots, timer: dict[str, float]):
+@dataclass
+class Collected:
+    """Steps 1-2 of a GRPO step: this process's groups, scored, and how collecting them went."""
+
+    rollout: Rollout  # this process's share of the step's B groups (G rows each), with rewards
+    equal_share: float  # share of the first round's groups (every process's) whose rewards were all equal
+    refills: int  # extra sampling rounds taken by dynamic sampling
+
+
+def sample_groups(model, tokenizer, problems, job: TrainJob, shots, reward_fns) -> Rollout:
+    """G responses to each problem, scored: a Rollout of len(problems) * G rows with rewards."""
+    prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in problems]
+    rollout = generate(model, tokenizer, problems, prompts, sampling_params(job.sampling, job.grpo.group_size))
+    rollout.rewards = score(rollout, reward_fns)
+    return rollout
+
+
+def collect(model, tokenizer, stream, job: TrainJob, reward_fns, shots) -> Collected:
     """Steps 1-2 (rollout, reward), with DAPO dynamic sampling refilling all-equal groups.
 
     Under W processes each samples its B / W prompts (`take_share`); refill rounds are taken
     together, while any process still misses groups, so every problem stream stays in step.
     """
     g, b = job.grpo.group_size, job.grpo.batch_size // job.grpo.group_size // D.world_size()
-    rows = S.generate_rows(model, tokenizer, S.take_share(stream, b), job, shots, g, job.grpo.temperature)
-    total, per_fn = S.score(rows, reward_fns, timer)
-    equal_share = equal_reward_group_share(D.gather(total), g)
+    rollout = sample_groups(model, tokenizer, take_share(stream, b), job, shots, reward_fns)
+    equal_share = equal_reward_group_share(D.gather(rollout.rewards.total), g)
     refills = 0
     while job.grpo.dynamic_sampling:
-        keep = total.view(-1, g).std(-1) > 0
-        rows, total, per_fn = select_groups(rows, total, per_fn, g, keep)
-        missing = max(0, b - len(rows["texts"]) // g)
+        keep = rollout.rewards.total.view(-1, g).std(-1) > 0
+        rollout = select(rollout, [i for i in range(rollout.num_sequences) if keep[i // g]])
+        missing = max(0, b - rollout.num_sequences // g)
         if D.all_reduce_max(missing) == 0 or refills == job.grpo.max_refills:
             break
-        problems = S.take_share(stream, missing)
+        problems = take_share(stream, missing)
         if problems:
-            more = S.generate_rows(model, tokenizer, problems, job, shots, g, job.grpo.temperature)
-            more_total, more_fn = S.score(more, reward_fns, timer)
-            rows = {k: rows[k] + more[k] for k in rows}
-            total = torch.cat([total, more_total])
-            per_fn = {k: torch.cat([per_fn[k], more_fn[k]]) for k in per_fn}
+            rollout = concat(rollout, sample_groups(model, tokenizer, problems, job, shots, reward_fns), tokenizer.pad_token_id)
         refills += 1
-    if len(rows["texts"]) > b * g:  # a refill can overshoot: train on exactly B groups
-        rows, total, per_fn = select_groups(rows, total, per_fn, g, torch.arange(len(rows["texts"]) // g) < b)
-    return rows, total, per_fn, equal_share, refills
+    if rollout.num_sequences > b * g:  # a refill can overshoot: train on exactly B groups
+        rollout = select(rollout, list(range(b * g)))
+    return Collected(rollout, equal_share, refills)
+
+
+# ----------------------------------------------------------------------------- 4. update
+
+
+def logprob_passes(model, rollout: Rollout, job: TrainJob):
+    """The update's micro-batches of rows and the forward pass for one of them, `(batches, logprobs)`
+    where `logprobs(rows, with_entropy) -> (log-probs (n, T), entropies (n, T) or None)`: each
+    group's prompt runs once when its G rows share it (`optim.share_prompt`), or rows are packed
+    (`optim.padding_free`), or each row runs whole."""
+    o = job.optim
+    lengths = rollout.attention_mask.sum(-1)
+    one_prompt_pass = o.share_prompt and not o.padding_free and not o.gradient_checkpointing and shares_prompts(rollout)
+    if one_prompt_pass:
+        batches = group_micro_batches(rollout.num_sequences, rollout.group_size, o.micro_batch_size, lengths)
+    else:
+        batches = micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
+
+    def logprobs(mb, with_entropy=False):
+        ids, att, resp = rollout.input_ids[mb], rollout.attention_mask[mb], rollout.response_mask[mb]
+        if one_prompt_pass:  # the prompt pass through the plain module: the DDP wrapper sees one forward per backward
+            return shared_prompt_logprobs(model, ids, att, resp, rollout.group_size, o.bf16, with_entropy, prompt_model=D.unwrap(model))
+        if o.padding_free:
+            return packed_sequence_logprobs(model, ids, att, o.bf16, with_entropy=with_entropy)
+        return sequence_logprobs(model, ids, att, o.bf16, with_entropy=with_entropy, start=response_start(resp))
+
+    return batches, logprobs
 
 
 def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages: torch.Tensor, job: TrainJob) -> dict[str, float]:
-    """Step 4: `num_iterations` optimizer steps on the clipped surrogate (+ beta * KL)."""
+    """Step 4: `num_iterations` optimizer steps on the clipped surrogate (+ beta * KL); advantages (N, T)."""
     g, o = job.grpo, job.optim
     mask = rollout.response_mask.clone()
     if g.mask_truncated:
@@ -153,23 +203,8 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     # (`distributed.loss_divisor`); then every micro-batch of every process sums to the full-batch loss.
     counts = dict(max_len=job.sampling.max_new_tokens, token_count=D.loss_divisor(mask.sum()),
                   seq_count=D.loss_divisor(int((mask.sum(-1) > 0).sum())))
-    lengths = rollout.attention_mask.sum(-1)
-    # each group's prompt runs once when its G rows share it (`optim.share_prompt`)
-    one_prompt_pass = o.share_prompt and not o.padding_free and not o.gradient_checkpointing and S.shares_prompts(rollout)
-    if one_prompt_pass:
-        batches = S.group_micro_batches(rollout.num_sequences, rollout.group_size, o.micro_batch_size, lengths)
-    else:
-        batches = S.micro_batches(rollout.num_sequences, o.micro_batch_size, lengths)
-
-    def logprobs(mb, with_entropy=False):
-        ids, att, resp = rollout.input_ids[mb], rollout.attention_mask[mb], rollout.response_mask[mb]
-        if one_prompt_pass:  # the prompt pass through the plain module: the DDP wrapper sees one forward per backward
-            return S.shared_prompt_logprobs(model, ids, att, resp, rollout.group_size, o.bf16, with_entropy, prompt_model=D.unwrap(model))
-        if o.padding_free:
-            return S.packed_sequence_logprobs(model, ids, att, o.bf16, with_entropy=with_entropy)
-        return S.sequence_logprobs(model, ids, att, o.bf16, with_entropy=with_entropy, start=S.response_start(resp))
-
-    ref = S.reference_logprobs(model, ref_model, rollout, job) if g.beta > 0 else None
+    batches, logprobs = logprob_passes(model, rollout, job)
+    ref = reference_logprobs(model, ref_model, rollout, o.micro_batch_size, o.bf16) if g.beta > 0 else None
     old = None
     if g.num_iterations > 1:  # the policy moves between iterations: freeze the rollout policy's log-probs
         model.eval()
@@ -177,7 +212,7 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
             old = torch.zeros(rollout.input_ids.shape)
             for mb in batches:
                 old[mb] = logprobs(mb)[0].cpu()
-    params = S.trainable_parameters(model)
+    params = trainable_parameters(model)
     stats: dict[str, float] = {}
     model.train()
     diff_sum, diff_count = 0.0, 0.0
@@ -210,53 +245,62 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     return out
 
 
+# ----------------------------------------------------------------------------- the loop
+
+
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
     # setup: data and rewards first (fail fast on bad input), then the model
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
                                   device=job.model.device, dtype=job.sampling.dtype)  # orm:<folder> loads here
-    data = S.load_data(job)
-    model, tokenizer = S.build_policy(job)
-    ref_model = S.frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
+    step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype)  # a rule, a PRM, or None
+    data = load_data(job)
+    model, tokenizer = build_policy(job)
+    ref_model = frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # rollouts and evals run on a merged copy
-    optimizer, scheduler = S.build_optimizer(model, job)
+    optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
-    run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
+    run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)
     for step in run.steps():
-        t_step, timer = time.perf_counter(), {}
+        t_step = time.perf_counter()
         # 1. rollout and 2. reward (dynamic sampling interleaves them); each process its share of the prompts
-        rows, rewards, per_fn, equal_share, refills = collect(sampler.refresh(D.unwrap(model)), tokenizer, data.stream, job, reward_fns, data.shots, timer)
-        t_rollout = time.perf_counter() - t_step - timer["reward"]
-        everyone = D.gather(rewards)  # the step's rewards (N,) on every process, in rank order
+        batch = collect(sampler.refresh(D.unwrap(model)), tokenizer, data.stream, job, reward_fns, data.shots)
+        rollout, rewards = batch.rollout, batch.rollout.rewards
+        t_rollout = time.perf_counter() - t_step - rewards.seconds
+        everyone = D.gather(rewards.total)  # the step's rewards (N,) on every process, in rank order
         if not len(everyone):  # every group had equal rewards even after refills: nothing to learn from
-            run.end_step(step, {"reward/total": 0.0, "reward/equal_groups": equal_share})
+            run.end_step(step, {"reward/total": 0.0, "reward/equal_groups": batch.equal_share})
             continue
+        # 3. advantages (N, T): relative to the other samples of the prompt (every process takes part:
+        #    the outcome estimators gather the whole batch's rewards)
+        advantages = ADVANTAGES[job.grpo.advantage](rollout, job, step_fn, tokenizer)
         # a process may be left without groups (dynamic sampling) while others have some: it still
         # takes part in the update, with one empty row that carries no gradient
-        empty = not rows["texts"]
-        rollout = S.empty_rollout(tokenizer.pad_token_id) if empty else S.rollout_from_rows(rows, job.grpo.group_size, tokenizer.pad_token_id)
-        # 3. advantages: relative to the other samples of the prompt, shared by every token of a response
-        advantages = ADVANTAGES[job.grpo.advantage](rewards, rows, rollout, job, tokenizer)
+        empty = not rollout.texts
         if empty:
-            advantages = torch.zeros(1)
+            rollout = empty_rollout(tokenizer.pad_token_id)
+            advantages = torch.zeros(rollout.input_ids.shape)
         # 4. update
         t_update = time.perf_counter()
         metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)
         # 5. log: statistics of the whole step, over every process's rows
         lengths = D.gather(torch.zeros(0) if empty else rollout.response_mask.sum(-1))
         truncated = D.gather(torch.zeros(0, dtype=torch.bool) if empty else rollout.truncated)
-        all_fn = {k: D.gather(v) for k, v in per_fn.items()}
-        metrics |= {f"reward/{k}": v.mean().item() for k, v in all_fn.items()}
+        parts = {k: D.gather(v) for k, v in rewards.parts.items()}
+        metrics |= {f"reward/{k}": v.mean().item() for k, v in parts.items()}
         metrics |= {
             "reward/total": everyone.mean().item(), "reward/std": everyone.std().item() if len(everyone) > 1 else 0.0,
-            "reward/equal_groups": equal_share, "rollout/response_length": lengths.mean().item(),
-            "rollout/truncated": truncated.float().mean().item(), "rollout/refills": refills, "rollout/tokens": int(lengths.sum()),
+            "reward/equal_groups": batch.equal_share, "rollout/response_length": lengths.mean().item(),
+            "rollout/truncated": truncated.float().mean().item(), "rollout/refills": batch.refills,
+            "rollout/tokens": int(lengths.sum()),
         }
-        metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": timer["reward"], "timing/update": time.perf_counter() - t_update,
-                                  "timing/step": time.perf_counter() - t_step}, "max")  # the slowest process sets the pace
-        if "correctness" in all_fn:
-            metrics["reward/accuracy"] = all_fn["correctness"].mean().item()
+        metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": rewards.seconds,
+                                  "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step},
+                                 "max")  # the slowest process sets the pace
+        if "correctness" in parts:
+            metrics["reward/accuracy"] = parts["correctness"].mean().item()
         if not empty:
-            S.log_samples(run_dir, step, rollout, rewards, per_fn, advantages, job.run.log_samples)
+            first = advantages.gather(1, rollout.response_mask.argmax(-1, keepdim=True))[:, 0]  # each response's first token
+            log_samples(run_dir, step, rollout, first, job.run.log_samples)
         run.end_step(step, metrics)
     return run.finish()

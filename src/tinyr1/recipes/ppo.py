@@ -33,14 +33,19 @@ import torch
 
 from tinyr1 import distributed as D
 from tinyr1.algorithms.advantages import gae, whiten
-from tinyr1.algorithms.logprobs import token_logprobs, token_logprobs_and_entropy
 from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
 from tinyr1.config import TrainJob
-from tinyr1.recipes import setup as S
-from tinyr1.recipes.step_rewards import step_rewards_per_token
-from tinyr1.rewards.rules import build_reward_fns
+from tinyr1.data.prompts import render_prompt
+from tinyr1.rewards.build import build_process_reward, build_reward_fns
+from tinyr1.rollout.collect import generate, sampling_params, score, step_rewards_per_token
 from tinyr1.rollout.policy_copy import SamplingCopy
-from tinyr1.types import Rollout
+from tinyr1.training.batching import micro_batches
+from tinyr1.training.forward import policy_and_values, reference_logprobs
+from tinyr1.training.optim import build_optimizer
+from tinyr1.training.policy import build_policy, frozen_copy, trainable_parameters
+from tinyr1.training.problems import load_data, take_share
+from tinyr1.training.run import State, log_samples, policy_run
+from tinyr1.types import Experience, Rollout
 
 
 class Critic(torch.nn.Module):
@@ -64,24 +69,14 @@ class Critic(torch.nn.Module):
         return self.head(hidden.float()).squeeze(-1)
 
 
-def forward(model, critic: Critic, ids, mask, bf16: bool, with_entropy: bool = False):
-    """Policy log-probs, values and entropies, all (n, T) and aligned with `ids` (position 0 = 0)."""
-    width = int(mask.sum(-1).max())
-    ids_w, mask_w = ids[:, :width], mask[:, :width]
-    device = next(model.parameters()).device
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(input_ids=ids_w.to(device), attention_mask=mask_w.to(device), use_cache=False, output_hidden_states=True)
-        v = critic(out.hidden_states[-1], ids_w.to(device), mask_w.to(device))
-    logp = torch.zeros(ids.shape, device=device)
-    values = torch.zeros(ids.shape, device=device)
-    values[:, 1:width] = v[:, :-1]  # the state before token t is the hidden state at t - 1
-    entropy = None
-    if with_entropy:  # one pass over the logits for both
-        entropy = torch.zeros(ids.shape, device=device)
-        logp[:, 1:width], entropy[:, 1:width] = token_logprobs_and_entropy(out.logits[:, :-1], ids_w[:, 1:].to(device))
-    else:
-        logp[:, 1:width] = token_logprobs(out.logits[:, :-1], ids_w[:, 1:].to(device))
-    return logp.cpu(), values.cpu(), entropy
+def build_critic(model, job: TrainJob) -> Critic:
+    base = model.get_base_model() if hasattr(model, "peft_config") else model
+    backbone = None
+    if job.ppo.critic == "separate":
+        backbone = frozen_copy(base)
+        backbone.requires_grad_(True)  # trained fully: its own copy of the backbone
+        backbone.train()
+    return Critic(base.config.hidden_size, backbone).to(next(model.parameters()).device)
 
 
 def response_index(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,24 +93,27 @@ def take(x: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return x.gather(1, idx) * mask
 
 
+# ----------------------------------------------------------------------------- 3. advantages
+
+
 def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.Tensor, job: TrainJob, kl_coef: float,
-                    step_rewards: torch.Tensor | None = None):
+                    step_rewards: torch.Tensor | None = None) -> Experience:
     """Step 3: old log-probs and values, per-token rewards, GAE advantages and returns, all (N, L).
 
-    `step_rewards` (N, L): process rewards already on each step's last token (`recipes.step_rewards`),
-    added to the per-token rewards with weight `ppo.process_coef`.
+    `step_rewards` (N, L): process rewards already on each step's last token
+    (`collect.step_rewards_per_token`), added to the per-token rewards with weight `ppo.process_coef`.
     """
     p, o = job.ppo, job.optim
     old_logp = torch.zeros(rollout.input_ids.shape)
     old_values = torch.zeros(rollout.input_ids.shape)
     model.eval()
     with torch.no_grad():
-        for mb in S.micro_batches(rollout.num_sequences, o.micro_batch_size, rollout.attention_mask.sum(-1)):
-            old_logp[mb], old_values[mb], _ = forward(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16)
+        for mb in micro_batches(rollout.num_sequences, o.micro_batch_size, rollout.attention_mask.sum(-1)):
+            old_logp[mb], old_values[mb], _ = policy_and_values(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16)
     idx, mask = response_index(rollout)
     kl = torch.zeros_like(mask)
     if kl_coef > 0:  # k1 per token: log pi - log pi_ref on the sampled tokens
-        kl = take(old_logp - S.reference_logprobs(model, ref_model, rollout, job), idx, mask)
+        kl = take(old_logp - reference_logprobs(model, ref_model, rollout, o.micro_batch_size, o.bf16), idx, mask)
     rewards = -kl_coef * kl
     if step_rewards is not None:  # process supervision: each step's reward on the step's last token
         rewards = rewards + p.process_coef * step_rewards * mask
@@ -125,11 +123,14 @@ def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.T
     advantages, returns = gae(rewards, values, mask, p.gamma, p.lam)
     if p.whiten_advantages:  # over the whole batch: statistics summed over every process
         advantages = whiten(advantages, mask, reduce=D.all_reduce_sum)
-    return dict(idx=idx, mask=mask, logp=take(old_logp, idx, mask), values=values, advantages=advantages,
-                returns=returns, kl=kl)
+    return Experience(index=idx, mask=mask, logprobs=take(old_logp, idx, mask), values=values, advantages=advantages,
+                      returns=returns, kl=kl)
 
 
-def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job: TrainJob) -> dict[str, float]:
+# ----------------------------------------------------------------------------- 4. update
+
+
+def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: Experience, job: TrainJob) -> dict[str, float]:
     """Step 4: `epochs` passes of shuffled mini-batches on the clipped policy and value losses.
 
     Under W processes each holds `ppo.batch_size / W` rows and takes mini-batches of
@@ -137,7 +138,7 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job
     """
     p, o = job.ppo, job.optim
     n = rollout.num_sequences
-    params = [*S.trainable_parameters(model), *critic.parameters()]
+    params = [*trainable_parameters(model), *critic.parameters()]
     sums: dict[str, float] = {}
     seen, grad_norms, epochs_run = 0.0, [], 0
     model.train()
@@ -146,14 +147,14 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: dict, job
         for rows in torch.randperm(n).split(p.mini_batch_size // D.world_size()):
             # each mini-batch loss is a mean over the tokens of the GLOBAL mini-batch, and DDP averages
             # the W processes' gradients: each process divides by global / W (`distributed.loss_divisor`)
-            tokens = D.loss_divisor(exp["mask"][rows].sum())
+            tokens = D.loss_divisor(exp.mask[rows].sum())
             optimizer.zero_grad(set_to_none=True)
             for mb in D.sync_last([model, critic], rows.split(o.micro_batch_size)):  # one all-reduce, in the last backward
-                idx, m = exp["idx"][mb], exp["mask"][mb]
-                logp, values, entropy = forward(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, True)
+                idx, m = exp.index[mb], exp.mask[mb]
+                logp, values, entropy = policy_and_values(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, True)
                 logp, values = take(logp, idx, m), take(values, idx, m)
-                pl, ps = policy_loss(logp, exp["logp"][mb], exp["advantages"][mb], m, p.clip, p.clip, "token", token_count=tokens)
-                vl, vs = value_loss(values, exp["values"][mb], exp["returns"][mb], m, p.value_clip, "token", token_count=tokens)
+                pl, ps = policy_loss(logp, exp.logprobs[mb], exp.advantages[mb], m, p.clip, p.clip, "token", token_count=tokens)
+                vl, vs = value_loss(values, exp.values[mb], exp.returns[mb], m, p.value_clip, "token", token_count=tokens)
                 D.backward(pl + p.vf_coef * vl)
                 k = float(m.sum())
                 ent = masked_mean(take(entropy.cpu(), idx, m), m).item()
@@ -190,14 +191,7 @@ def adapt_kl(coef: float, kl: float, target: float) -> float:
     return coef * (1.0 + 0.1 * error)
 
 
-def build_critic(model, job: TrainJob) -> Critic:
-    base = model.get_base_model() if hasattr(model, "peft_config") else model
-    backbone = None
-    if job.ppo.critic == "separate":
-        backbone = S.frozen_copy(base)
-        backbone.requires_grad_(True)  # trained fully: its own copy of the backbone
-        backbone.train()
-    return Critic(base.config.hidden_size, backbone).to(next(model.parameters()).device)
+# ----------------------------------------------------------------------------- the loop
 
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
@@ -205,52 +199,54 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
     # setup: data and rewards first (fail fast on bad input), then the model and the critic
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
                                   device=job.model.device, dtype=job.sampling.dtype)  # orm:<folder> loads here
-    data = S.load_data(job)
-    model, tokenizer = S.build_policy(job)
+    step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype)  # a rule, a PRM, or None
+    data = load_data(job)
+    model, tokenizer = build_policy(job)
     critic = build_critic(model, job)
-    ref_model = S.frozen_copy(model) if job.ppo.kl_coef > 0 and job.lora.rank == 0 else None
+    ref_model = frozen_copy(model) if job.ppo.kl_coef > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype)
-    optimizer, scheduler = S.build_optimizer(model, job, extra_params=list(critic.parameters()))
+    optimizer, scheduler = build_optimizer([*trainable_parameters(model), *critic.parameters()], job.optim, job.run.steps)
     model, critic, optimizer = D.prepare(model, critic, optimizer)  # DDP (or the accelerate config's engine) under several processes
-    run = S.Run(job, run_dir, resume, model, tokenizer, optimizer, scheduler, data, sampler)
+    run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)
     kl_coef = run.extra.get("kl_coef", job.ppo.kl_coef)
     if "critic" in run.extra:
         with D.loading_full(critic):  # under FSDP2 each process keeps its shard of the whole tensors
             D.unwrap(critic).load_state_dict(run.extra["critic"])
     for step in run.steps():
-        t_step, timer = time.perf_counter(), {}
+        t_step = time.perf_counter()
         # 1. rollout: one response per prompt, each process its ppo.batch_size / W prompts
-        problems = S.take_share(data.stream, job.ppo.batch_size // D.world_size())
-        rows = S.generate_rows(sampler.refresh(D.unwrap(model)), tokenizer, problems, job, data.shots, 1, job.ppo.temperature)
-        rollout = S.rollout_from_rows(rows, 1, tokenizer.pad_token_id)
+        problems = take_share(data.stream, job.ppo.batch_size // D.world_size())
+        prompts = [render_prompt(p, job.prompt, tokenizer, data.shots) for p in problems]
+        rollout = generate(sampler.refresh(D.unwrap(model)), tokenizer, problems, prompts, sampling_params(job.sampling, 1))
         t_rollout = time.perf_counter() - t_step
-        # 2. reward: the outcome of each response
-        outcome, per_fn = S.score(rows, reward_fns, timer)
-        steps = step_rewards_per_token(rows, job, tokenizer) if job.reward.process != "none" else None  # (N, L)
+        # 2. reward: the outcome of each response, and each step's reward with reward.process
+        rollout.rewards = rewards = score(rollout, reward_fns)
+        steps = step_rewards_per_token(rollout, step_fn, job.reward.step_mode, tokenizer) if step_fn else None  # (N, L)
         # 3. advantages: per-token rewards (outcome at the end, step rewards at step ends, KL per token) through GAE
-        exp = make_experience(model, critic, ref_model, rollout, outcome, job, kl_coef, steps)
+        exp = make_experience(model, critic, ref_model, rollout, rewards.total, job, kl_coef, steps)
         if steps is not None:
-            per_fn["process"] = steps.sum(-1)  # logged as reward/process: each response's summed step rewards
+            rewards.parts["process"] = steps.sum(-1)  # logged as reward/process: each response's summed step rewards
         # 4. update
         t_update = time.perf_counter()
         metrics = update(model, critic, optimizer, scheduler, rollout, exp, job)
-        lengths = D.gather(exp["mask"].sum(-1))  # statistics from here on are the whole batch's, every process's rows
-        mean_kl = batch_mean(exp["kl"], exp["mask"])
+        lengths = D.gather(exp.mask.sum(-1))  # statistics from here on are the whole batch's, every process's rows
+        mean_kl = batch_mean(exp.kl, exp.mask)
         if job.ppo.adaptive_kl and kl_coef > 0:
             kl_coef = adapt_kl(kl_coef, mean_kl * lengths.mean().item(), job.ppo.target_kl)
         # 5. log
-        all_fn = {k: D.gather(v) for k, v in per_fn.items()}
-        metrics |= {f"reward/{k}": v.mean().item() for k, v in all_fn.items()}
+        parts = {k: D.gather(v) for k, v in rewards.parts.items()}
+        metrics |= {f"reward/{k}": v.mean().item() for k, v in parts.items()}
         metrics |= {
-            "reward/total": D.gather(outcome).mean().item(), "loss/kl": mean_kl, "ppo/kl_coef": kl_coef,
-            "value/mean": batch_mean(exp["values"], exp["mask"]), "rollout/response_length": lengths.mean().item(),
+            "reward/total": D.gather(rewards.total).mean().item(), "loss/kl": mean_kl, "ppo/kl_coef": kl_coef,
+            "value/mean": batch_mean(exp.values, exp.mask), "rollout/response_length": lengths.mean().item(),
             "rollout/truncated": D.gather(rollout.truncated).float().mean().item(), "rollout/tokens": int(lengths.sum()),
         }
-        metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": timer["reward"], "timing/update": time.perf_counter() - t_update,
-                                  "timing/step": time.perf_counter() - t_step}, "max")  # the slowest process sets the pace
-        if "correctness" in all_fn:
-            metrics["reward/accuracy"] = all_fn["correctness"].mean().item()
-        S.log_samples(run_dir, step, rollout, outcome, per_fn, exp["advantages"][:, 0], job.run.log_samples)
+        metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": rewards.seconds,
+                                  "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step},
+                                 "max")  # the slowest process sets the pace
+        if "correctness" in parts:
+            metrics["reward/accuracy"] = parts["correctness"].mean().item()
+        log_samples(run_dir, step, rollout, exp.advantages[:, 0], job.run.log_samples)
         run.end_step(step, metrics, extra=lambda: {"critic": D.full_state_dict(critic, main_only=True), "kl_coef": kl_coef})
     summary = run.finish()
     critic_weights = D.full_state_dict(critic, main_only=True)  # every process: sharded weights are gathered

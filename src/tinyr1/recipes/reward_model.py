@@ -25,6 +25,11 @@ divides its loss by the step's GLOBAL count over W (`distributed.loss_divisor`),
 the W gradients, which gives exactly the 1-process full-batch gradient. Metrics are reduced over
 processes; only rank 0 prints and writes `train.out`.
 
+A run folder like every recipe's (`training.run`): config.yaml, metrics.jsonl (`loss/<objective>`,
+grad norm, learning rate per step), checkpoint-<step>/ every `train.save_every` steps,
+summary.json, and the reward model in final/ (the folder itself names it: `orm:runs/rm`).
+`tinyr1 rm train --resume runs/rm` continues exactly from the last checkpoint.
+
 Departures: no value head on the policy (the reward model is its own model, as in DeepSeekMath);
 no special step tag token (a newline closes each step); examples longer than `max_length` keep
 their last tokens.
@@ -34,75 +39,22 @@ from __future__ import annotations
 
 import math
 import random
-import time
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from tinyr1 import distributed as D
+from tinyr1.config import RMTrainJob
 from tinyr1.errors import UserError
-from tinyr1.io import read_jsonl
 from tinyr1.models.heads import META_FILE, build_scorer, save_scorer
 from tinyr1.rewards.scoring import IGNORE, collate, encode, token_logits
-from tinyr1.rm_config import RMTrainJob
+from tinyr1.rm.data import Example, ItemOrder, orm_examples, preference_pairs, prm_examples
+from tinyr1.tracking import METRICS_FILE, read_metrics
+from tinyr1.training.optim import build_optimizer
+from tinyr1.training.run import Run, Settings, State
 
-
-@dataclass
-class Example:
-    """One scored sequence: a target per piece, `group` = the problem (pairs stay within it)."""
-
-    prompt: str
-    pieces: list[str]  # S steps (PRM) or [response] (ORM)
-    targets: list[float]  # S targets in [0, 1]
-    group: str
-
-
-# ----------------------------------------------------------------------------- 1. data
-
-
-def read_responses(path) -> list[dict]:
-    """Lines {prompt, completion, label[, problem_id, extracted]} (what `rm collect` writes)."""
-    rows = []
-    for lineno, row in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        for key, kind in (("prompt", str), ("completion", str), ("label", bool)):
-            if not isinstance(row.get(key), kind):
-                what = "true or false" if kind is bool else "a string"
-                raise UserError(f'{where}: key "{key}" must be {what}; each line needs "prompt", "completion", "label"')
-        rows.append(row)
-    if not rows:
-        raise UserError(f'{path}: no lines (expected JSON lines with "prompt", "completion", "label")')
-    return rows
-
-
-def orm_examples(path) -> list[Example]:
-    return [Example(r["prompt"], [r["completion"]], [float(r["label"])], str(r.get("problem_id", r["prompt"])))
-            for r in read_responses(path)]
-
-
-def prm_examples(path, soft: bool = False) -> list[Example]:
-    from tinyr1.rewards.prm import read_stepwise
-
-    return [Example(r["prompt"], r["completions"], [float(y) for y in (r["soft_labels"] if soft else r["labels"])],
-                    str(r.get("problem_id", r["prompt"]))) for r in read_stepwise(path, need_soft=soft)]
-
-
-def preference_pairs(examples: list[Example], max_pairs: int, rng: random.Random) -> list[tuple[int, int]]:
-    """(correct, incorrect) index pairs of ORM examples of the same problem, at most `max_pairs` each."""
-    groups: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
-    for i, ex in enumerate(examples):
-        groups[ex.group][0 if ex.targets[0] >= 0.5 else 1].append(i)
-    pairs = []
-    for good, bad in groups.values():
-        combos = [(g, b) for g in good for b in bad]
-        pairs += rng.sample(combos, min(max_pairs, len(combos)))
-    return pairs
-
-
-# ----------------------------------------------------------------------------- 2. losses
+# ----------------------------------------------------------------------------- losses
 
 
 def bce_loss(model, encoded, examples: list[Example], pad_id: int, count: float, bf16: bool = False) -> torch.Tensor:
@@ -189,44 +141,24 @@ def dataset_loss(model, tokenizer, examples: list[Example], max_length: int = 51
 # ----------------------------------------------------------------------------- 3. the loop
 
 
-def _schedule(optimizer, job: RMTrainJob, total: int):
-    o = job.optim
-
-    def factor(step: int) -> float:
-        if step < o.warmup_steps:
-            return (step + 1) / (o.warmup_steps + 1)
-        if o.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _out_of_time(t0: float, max_minutes: float | None) -> bool:
+def out_of_time(run: Run, max_minutes: float | None) -> bool:
     """The time limit, decided alike on every process (one all-reduce), so that all stop together."""
     if max_minutes is None:
         return False
-    return bool(D.all_reduce_max(int(time.perf_counter() - t0 >= 60 * max_minutes)))
+    return bool(D.all_reduce_max(int(run.elapsed >= 60 * max_minutes)))
 
 
-def train_reward_model(job: RMTrainJob, kind: str) -> dict:
-    """Train an ORM (`kind="orm"`) or PRM (`"prm"`) as `job` says; returns the summary it saves
-    (rank 0 writes it; under several processes every process returns it)."""
-    from tqdm.auto import tqdm
-
-    from tinyr1.io import write_json_atomic, write_jsonl
-
+def train_reward_model(job: RMTrainJob, kind: str, resume: bool = False) -> dict:
+    """Train an ORM (`kind="orm"`) or PRM (`"prm"`) as `job` says in the run folder `train.out`
+    (or continue it from its last checkpoint); returns the summary (every process)."""
     t = job.train
-    out = Path(t.out)
-    if (out / META_FILE).is_file():
-        raise UserError(f"{out} already holds a reward model; pick another train.out (--out) or delete it")
     objective = t.objective if kind == "orm" else "bce"
-    if t.batch_size < D.world_size():
-        raise UserError(f"train.batch_size ({t.batch_size}) is smaller than the number of processes ({D.world_size()}): "
-                        "each process needs at least one example (or pair) per step")
-    # 1. data (read and checked before any model loads)
+    out = Path(t.out)
+    if not resume and ((out / "config.yaml").is_file() or (out / META_FILE).is_file()):
+        raise UserError(f"{out} already holds a reward model run; continue it with `tinyr1 {'rm' if kind == 'orm' else 'prm'} "
+                        f"train --resume {out}` or pick another train.out (--out)")
+    # setup: data first (read and checked before any model loads), then a token scorer on the base LM
     examples = orm_examples(t.data) if kind == "orm" else prm_examples(t.data, soft=t.target == "soft")
-    # 2. model: a token scorer on the base LM
     torch.manual_seed(t.seed)
     with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
         model, tokenizer = build_scorer(job.model, job.lora)
@@ -236,45 +168,45 @@ def train_reward_model(job: RMTrainJob, kind: str) -> dict:
     per_epoch = math.ceil(len(items) / t.batch_size)
     total = min(per_epoch * t.epochs, t.max_steps or per_epoch * t.epochs)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=job.optim.lr, weight_decay=job.optim.weight_decay)
-    scheduler = _schedule(optimizer, job, total)
+    optimizer, scheduler = build_optimizer(params, job.optim, total)
     model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
-    # 3. loop: shuffled batches (the same order on every process), one optimizer step each
-    rng, metrics, step, t0 = random.Random(t.seed), [], 0, time.perf_counter()
-    bar = tqdm(total=total, desc=f"{kind} train", unit="step", disable=not (t.progress and D.is_main()))
+    order = ItemOrder(items, t.seed, t.batch_size)  # the same shuffled batches on every process
+    settings = Settings(steps=total, seed=t.seed, save_every=t.save_every, progress=t.progress, desc=f"{kind} train")
+    run = Run(out, job, settings, State(model, tokenizer, optimizer, scheduler, order), resume)
+    if resume and run.extra.get("kind", kind) != kind:
+        raise UserError(f"--resume {t.out}: that run trains a {run.extra['kind']} reward model, not a {kind}")
+    losses = [row[f"loss/{objective}"] for row in read_metrics(out / METRICS_FILE)] if resume and D.is_main() else []
     model.train()
-    while step < total and not _out_of_time(t0, t.max_minutes):
-        order = rng.sample(items, len(items))
-        for k in range(0, len(order), t.batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            batch = order[k : k + t.batch_size]
-            mine = list(D.shard(batch))  # this process's contiguous share of the step's examples (or pairs)
-            loss = step_fn(model, job, mine or batch[:1], examples, encoded, tokenizer.pad_token_id, ghost=not mine)
-            grad_norm = D.clip_grad_norm_(params, job.optim.grad_clip if job.optim.grad_clip > 0 else float("inf"))
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            # each process's loss is its share x W: their mean is the step's loss
-            loss = D.reduce_dict({"loss": loss}, "mean")["loss"]
-            metrics.append({"step": step, "loss": loss, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
-                            "time/elapsed": round(time.perf_counter() - t0, 2)})
-            bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
-            bar.update(1)
-            if step >= total or _out_of_time(t0, t.max_minutes):
-                break
-    bar.close()
-    # 4. save (rank 0): the scorer, its tokenizer and metadata, then the loss curve and summary
-    model = D.unwrap(model)
-    model.eval()
+    for step in run.steps():
+        # 1. batch: this process's contiguous share of the step's examples (or pairs)
+        batch = order.take()
+        mine = list(D.shard(batch))
+        # 2. loss and backward at the labelled positions (a process without items still joins the all-reduce)
+        optimizer.zero_grad(set_to_none=True)
+        loss = step_fn(model, job, mine or batch[:1], examples, encoded, tokenizer.pad_token_id, ghost=not mine)
+        # 3. update
+        grad_norm = D.clip_grad_norm_(params, job.optim.grad_clip if job.optim.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        scheduler.step()
+        # 4. log: each process's loss is its share x W, so their mean is the step's loss
+        loss = D.reduce_dict({"loss": loss}, "mean")["loss"]
+        losses.append(loss)
+        run.end_step(step, {f"loss/{objective}": loss, "loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]},
+                     extra={"kind": kind})
+        if out_of_time(run, t.max_minutes):
+            break
+    # save: the scorer, its tokenizer and metadata in final/ (rank 0), then summary.json
     base = str(Path(job.model.name).resolve()) if Path(job.model.name).expanduser().exists() else job.model.name
-    first, last = metrics[0]["loss"], sum(m["loss"] for m in metrics[-5:]) / len(metrics[-5:])
-    summary = {"kind": kind, "objective": objective, "target": t.target if kind == "prm" else "hard", "base": base,
-               "lora_rank": job.lora.rank, "data": str(t.data), "examples": len(examples), "items": len(items), "steps": step,
-               "loss_first_step": first, "loss_last_5_steps": last, "train_seconds": round(time.perf_counter() - t0, 1)}
-    weights = D.full_state_dict(model, main_only=True)  # every process: sharded weights are gathered
-    if D.is_main():
-        save_scorer(model, tokenizer, out, summary, state_dict=weights)
-        write_jsonl(out / "metrics.jsonl", metrics)
-        write_json_atomic(out / "summary.json", summary)
-    D.barrier()  # the folder is complete before any process returns
-    return summary
+    describe = {"kind": kind, "objective": objective, "target": t.target if kind == "prm" else "hard", "base": base,
+                "lora_rank": job.lora.rank, "data": str(t.data), "examples": len(examples), "items": len(items),
+                "loss_first_step": losses[0] if losses else None,
+                "loss_last_5_steps": sum(losses[-5:]) / len(losses[-5:]) if losses else None}
+
+    def save(summary: dict) -> None:
+        weights = D.full_state_dict(model, main_only=True)  # every process: sharded weights are gathered
+        if D.is_main():
+            scorer = D.unwrap(model).eval()
+            save_scorer(scorer, tokenizer, out / "final", summary | {"train_seconds": summary["wall_time_s"]}, state_dict=weights)
+
+    summary = run.finish(save=save, summary=describe)
+    return summary | {"train_seconds": summary["wall_time_s"]}

@@ -4,24 +4,21 @@ A reward function takes the problems and the responses (one problem per response
 one float per response:
 
     >>> from tinyr1.types import Problem
-    >>> fns = build_reward_fns({"correctness": 1.0, "format": 0.5}, style="boxed")
-    >>> fn, weight = fns["format"]
-    >>> fn([Problem("1", "1+1?", "2")] * 2, ["so \\\\boxed{2}", "it is 2"])
+    >>> format_reward([Problem("1", "1+1?", "2")] * 2, ["so \\\\boxed{2}", "it is 2"], style="boxed")
     [1.0, 0.0]
 
 `correctness` is the grader of `tinyr1.rewards.answers` (1 if the extracted answer is
 equivalent to the reference); `format` is 1 when the response uses the answer style's markers
 (`\\boxed{}`, a `#### ` line, or `<think>...</think><answer>...</answer>`), regardless of whether
-the answer is right. New functions go in `REWARDS`; the config names them with a weight.
+the answer is right. New functions go in `REWARDS`; the config names them with a weight
+(`reward.weights`), and `rewards/build.py` binds them to the answer style and grading settings.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import partial
 
-from tinyr1.errors import UserError
 from tinyr1.rewards.answers import grade_many, last_boxed
 from tinyr1.types import Problem
 
@@ -55,23 +52,3 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
     "correctness": correctness,
     "format": format_reward,
 }
-
-
-def build_reward_fns(weights: dict[str, float], style: str, fallback: bool = True, timeout: float = 5.0,
-                     device: str = "auto", dtype: str = "float32") -> dict[str, tuple[RewardFn, float]]:
-    """Bind each named reward function to the answer style; returns `{name: (fn, weight)}`.
-
-    A name `orm:<folder>` loads that outcome reward model (`rewards.orm`) on `device` in `dtype`.
-    """
-    fns = {}
-    for name, weight in weights.items():
-        if name.startswith("orm:"):
-            from tinyr1.rewards.orm import OutcomeRewardModel
-
-            orm = OutcomeRewardModel(name[len("orm:") :], device=device, dtype=dtype, key=f"reward.weights.{name}")
-            fns[name] = (orm, float(weight))
-            continue
-        if name not in REWARDS:
-            raise UserError(f"config key 'reward.weights.{name}': unknown reward function; known: {', '.join(REWARDS)}")
-        fns[name] = (partial(REWARDS[name], style=style, fallback=fallback, timeout=timeout), float(weight))
-    return fns

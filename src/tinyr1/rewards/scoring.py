@@ -11,8 +11,8 @@ training and where its score is read, every other token is ignored (label -100).
 layout of TRL's `PRMTrainer` (step separator "\\n") and of Math-Shepherd's step tags, without a
 special tag token; a file of PRM800K or Math-Shepherd steps encodes the same way as ours.
 
-    >>> ids, ends = encode(tokenizer, "What is 2+3?", ["2 + 3 = 5", "So 5."])
-    >>> [tokenizer.decode(ids[e]) for e in ends]        # doctest: +SKIP
+    >>> ids, ends = encode(tokenizer, "What is 2+3?", ["2 + 3 = 5", "So 5."])  # doctest: +SKIP
+    >>> [tokenizer.decode(ids[e]) for e in ends]                               # doctest: +SKIP
     ['\\n', '.\\n']
 
 `max_length` keeps the *last* tokens (the end of the response, which an ORM needs), dropping the

@@ -33,6 +33,10 @@ from __future__ import annotations
 import time
 
 import torch
+from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from tinyr1.rollout import decoder, native
 
@@ -113,8 +117,6 @@ def decode_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     attention_mask: sdpa's boolean (B, 1, Q, L) mask (True = attend) or None. Returns
     (B, Q, H, D) in the query's dtype, like the other attention functions.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     b, h, q, d = query.shape
     if q != 1:
         key, value = key.to(query.dtype), value.to(query.dtype)
@@ -131,18 +133,12 @@ def decode_attention(module, query, key, value, attention_mask, dropout=0.0, sca
 
 
 def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     AttentionInterface.register(ATTENTION, decode_attention)
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # same boolean masks as sdpa
 
 
 def preallocated_cache(capacity: int):
     """A transformers `DynamicCache` whose layers hold `capacity` positions, in float32."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
     class PreallocatedLayer(DynamicLayer):
         """Keys and values in (B, Hkv, capacity, D) float32 buffers; `keys`/`values` are views
         of the filled part. A decode step writes one position; nothing is concatenated."""
@@ -255,8 +251,6 @@ class _GroupedSteps:
     """Decode steps by `decoder.GroupedDecoder` (Llama-family models): prompts' caches shared."""
 
     def __init__(self, model, ids, mask, positions, n, max_new_tokens):
-        from transformers import DynamicCache
-
         cache = DynamicCache()
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
                     logits_to_keep=last_position(ids))

@@ -15,6 +15,10 @@ import dataclasses
 from functools import lru_cache
 
 import torch
+from peft.tuners.lora import LoraLayer
+
+from tinyr1 import distributed as D
+from tinyr1.models.load import load_model
 
 
 @lru_cache(maxsize=1)
@@ -66,12 +70,9 @@ def merged_tensors(policy):
     weights on every process (a collective then: every process calls it). The deltas are peft's
     own, computed from those whole tensors in place of the layer's (possibly sharded) parameters.
     """
-    from tinyr1 import distributed as D
-
     if not hasattr(policy, "peft_config"):
         yield from D.full_state_dict(policy).items()
         return
-    from peft.tuners.lora import LoraLayer
 
     base = policy.get_base_model()
     full = D.full_state_dict(base)
@@ -104,16 +105,12 @@ class SamplingCopy:
         self.model = None if plain and self.dtype == torch.float32 else self._load()  # None: the policy itself samples
 
     def _load(self):
-        from tinyr1.models.load import load_model
-
         name = "bfloat16" if self.dtype == torch.bfloat16 else "float32"
         model, _ = load_model(dataclasses.replace(self.model_cfg, dtype=name, device=self.device.type), merge_adapter=True)
         return model.requires_grad_(False)
 
     def refresh(self, policy):
         """Copy the policy's current (merged) weights in; returns the model to sample with."""
-        from tinyr1 import distributed as D
-
         if self.model is None:
             if not D.is_sharded(policy):
                 return policy

@@ -6,7 +6,7 @@ end-of-turn token. Engines are chosen in one place (`ENGINES`); the reference en
 transformers' `generate` (left-padded batches, KV cache, temperature / top-p).
 
 An engine takes (model, tokenizer, prompt_ids, params, stop_ids) and returns `n` raw token lists
-per prompt plus, if it has them, the sampled tokens' log-probs (else None). A faster engine only
+per prompt (N lists in all) plus, if it has them, the sampled tokens' log-probs (else None). A faster engine only
 has to honour that contract, with greedy outputs identical to `generate` in float32.
 """
 
@@ -16,6 +16,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
+
+from tinyr1.rollout.engine import fast_generate
+from tinyr1.types import Samples
 
 
 @dataclass
@@ -25,22 +29,6 @@ class SamplingParams:
     top_p: float = 1.0
     n: int = 1  # samples per prompt (G)
     batch_size: int = 64  # sequences generated together
-
-
-@dataclass
-class Samples:
-    """Responses to B prompts, N = B * n of them, grouped by prompt."""
-
-    prompt_ids: list[list[int]]  # B token-id lists, no padding
-    response_ids: list[list[int]]  # N token-id lists, no padding; end-of-turn token kept when generated
-    texts: list[str]  # N decoded responses, special tokens removed
-    finished: list[bool]  # N: True if the response ended with an end-of-turn token, False if cut at max_new_tokens
-    n: int  # samples per prompt
-    logprobs: list[list[float]] | None = None  # N lists aligned with response_ids: log p(token) at temperature 1 (fast engine)
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(len(r) for r in self.response_ids)
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -92,8 +80,6 @@ def _hf_generate(model, tokenizer, prompt_ids: list[list[int]], params: Sampling
 
 
 def _fast_generate(model, tokenizer, prompt_ids, params, stops):
-    from tinyr1.rollout.engine import fast_generate
-
     return fast_generate(model, tokenizer, prompt_ids, params, stops)
 
 
@@ -115,8 +101,6 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine:
     per_chunk = max(1, params.batch_size // max(1, params.n))
     chunks = range(0, len(prompt_ids), per_chunk)
     if progress:
-        from tqdm.auto import tqdm
-
         chunks = tqdm(chunks, total=math.ceil(len(prompt_ids) / per_chunk), desc="sampling", unit="batch", leave=False)
     responses, finished, logprobs = [], [], []
     for start in chunks:

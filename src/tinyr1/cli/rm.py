@@ -2,6 +2,7 @@
 
     tinyr1 rm collect [CONFIG.yaml] [--model M] [--data D] [--split train|test] [--limit N] [--samples K] [--out FILE]
     tinyr1 rm train   [--data FILE] [--model BASE] [--objective bce|bradley_terry] [--out DIR] [--max-minutes X]
+    tinyr1 rm train   --resume DIR      (continue a reward-model run from its last checkpoint)
     tinyr1 rm eval    [--model RM_DIR] [--data HELDOUT.jsonl] [--out DIR]
     tinyr1 prm label  [CONFIG.yaml] [--input FILE] [--model COMPLETER] [--completions K] [--limit N] [--out FILE]
     tinyr1 prm train  [--data STEPS.jsonl] [--model BASE] [--target hard|soft] [--out DIR] [--max-minutes X]
@@ -24,24 +25,38 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tinyr1 import distributed as D
+from tinyr1.cli.args import expand_aliases, split_config_path, split_resume, wants_help
+from tinyr1.config import (
+    EvalJob,
+    PRMLabelJob,
+    RMCollectJob,
+    RMEvalJob,
+    RMTrainJob,
+    TrainJob,
+    help_text,
+    load_config,
+    parse_overrides,
+    read_yaml,
+    validate,
+)
 from tinyr1.errors import UserError
+from tinyr1.recipes.reward_model import train_reward_model
+from tinyr1.rm import evaluate as rm_evaluate
+from tinyr1.rm.collect import collect
+from tinyr1.rm.label import label
+from tinyr1.training.checkpoint import load_run_config
 
 COLLECT = {"model": "model.name", "data": "data.source", "split": "collect.split", "limit": "collect.limit",
-           "samples": "collect.samples", "temperature": "collect.temperature", "out": "collect.out"}
+           "samples": "collect.samples", "temperature": "sampling.temperature", "out": "collect.out"}
 TRAIN = {"model": "model.name", "data": "train.data", "out": "train.out", "objective": "train.objective", "target": "train.target",
          "max-minutes": "train.max_minutes", "max-steps": "train.max_steps", "epochs": "train.epochs", "lr": "optim.lr"}
 EVAL = {"model": "eval.reward_model", "data": "eval.data", "steps": "eval.steps", "out": "eval.out", "device": "eval.device"}
 LABEL = {"model": "model.name", "input": "label.input", "out": "label.out", "completions": "label.completions",
-         "limit": "label.limit", "temperature": "label.temperature"}
+         "limit": "label.limit", "temperature": "sampling.temperature"}
 
 
-def _all_jobs() -> list[type]:
-    from tinyr1.config import EvalJob, TrainJob
-    from tinyr1.rm_config import PRMLabelJob, RMCollectJob, RMEvalJob, RMTrainJob
-
-    return [TrainJob, EvalJob, RMCollectJob, RMTrainJob, RMEvalJob, PRMLabelJob]
+ALL_JOBS = [TrainJob, EvalJob, RMCollectJob, RMTrainJob, RMEvalJob, PRMLabelJob]
 
 
 def _names(cls: type) -> dict[str, Any]:
@@ -78,30 +93,25 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _dashes(aliases: dict[str, str]) -> dict[str, str]:
+    """The aliases, each also spelled with underscores (`--max-steps` and `--max_steps`)."""
+    return {k.replace("-", "_"): v for k, v in aliases.items()} | aliases
+
+
 def load_rm_job(cls: type, args: list[str], aliases: dict[str, str]):
     """`cls` from an optional config file (other commands' keys ignored) and dotted overrides."""
-    from tinyr1.cli import _expand_aliases, _split_config_path
-    from tinyr1.config import load_config, parse_overrides
-
-    path, rest = _split_config_path(args)
+    path, rest = split_config_path(args)
     values: dict = {}
     if path is not None:
-        if not Path(path).is_file():
-            raise UserError(f"{path}: config file not found")
         try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: expected a mapping of sections at the top level")
-        values = keep_own_keys(values, cls, [o for o in _all_jobs() if o is not cls])
-    overrides = parse_overrides(_expand_aliases(rest, {k.replace("-", "_"): v for k, v in aliases.items()} | aliases))
+            values = keep_own_keys(read_yaml(path), cls, [o for o in ALL_JOBS if o is not cls])
+        except UserError as e:
+            raise UserError(f"{path}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
+    overrides = parse_overrides(expand_aliases(rest, _dashes(aliases)))
     return load_config(cls, None, _merge(values, overrides))
 
 
 def _collect(job) -> str:
-    from tinyr1.recipes.rm_data import collect
-
     s = collect(job)
     k = job.collect.samples
     return (f"{s['responses']} responses to {s['problems']} problems: pass@1 {s['pass@1']:.1%}, pass@{k} {s[f'pass@{k}']:.1%}; "
@@ -109,10 +119,8 @@ def _collect(job) -> str:
 
 
 def _train(kind: str):
-    def run(job) -> str:
-        from tinyr1.recipes.reward_model import train_reward_model
-
-        s = train_reward_model(job, kind)
+    def run(job, resume: bool = False) -> str:
+        s = train_reward_model(job, kind, resume=resume)
         return (f"{kind} ({s['objective']}) on {s['examples']} examples: {s['steps']} steps in {s['train_seconds']:.0f} s, "
                 f"loss {s['loss_first_step']:.3f} (first step) -> {s['loss_last_5_steps']:.3f} (last 5); wrote {job.train.out}")
     return run
@@ -120,39 +128,30 @@ def _train(kind: str):
 
 def _eval(kind: str):
     def run(job) -> str:
-        from tinyr1.recipes import rm_eval
-
-        s = rm_eval.eval_orm(job) if kind == "orm" else rm_eval.eval_prm(job)
+        s = rm_evaluate.eval_orm(job) if kind == "orm" else rm_evaluate.eval_prm(job)
         out = job.eval.out or str(Path(job.eval.reward_model) / "eval")
-        return rm_eval.format_summary(s) + f"\nwrote {out}/summary.json"
+        return rm_evaluate.format_summary(s) + f"\nwrote {out}/summary.json"
     return run
 
 
 def _label(job) -> str:
-    from tinyr1.recipes.rm_data import label
-
     s = label(job)
     return (f"{s['solutions']} solutions labelled ({s['new']} new, {s['skipped_done']} already done, {s['skipped_empty']} empty skipped), "
             f"{s['steps']} steps, {s['steps_labelled_correct']:.1%} labelled correct; wrote {s['out']}")
 
 
-def _commands() -> dict[str, dict[str, tuple[type, dict[str, str], Any]]]:
-    from tinyr1.rm_config import PRMLabelJob, RMCollectJob, RMEvalJob, RMTrainJob
-
-    return {
-        "rm": {"collect": (RMCollectJob, COLLECT, _collect), "train": (RMTrainJob, TRAIN, _train("orm")),
-               "eval": (RMEvalJob, EVAL, _eval("orm"))},
-        "prm": {"label": (PRMLabelJob, LABEL, _label), "train": (RMTrainJob, TRAIN, _train("prm")),
-                "eval": (RMEvalJob, EVAL, _eval("prm"))},
-    }
+# The commands of each group, chosen in this one place: (job type, short flags, what runs).
+COMMANDS: dict[str, dict[str, tuple[type, dict[str, str], Any]]] = {
+    "rm": {"collect": (RMCollectJob, COLLECT, _collect), "train": (RMTrainJob, TRAIN, _train("orm")),
+           "eval": (RMEvalJob, EVAL, _eval("orm"))},
+    "prm": {"label": (PRMLabelJob, LABEL, _label), "train": (RMTrainJob, TRAIN, _train("prm")),
+            "eval": (RMEvalJob, EVAL, _eval("prm"))},
+}
 
 
 def main(group: str, args: list[str]) -> int:
     """`tinyr1 rm ...` (group "rm") or `tinyr1 prm ...` (group "prm")."""
-    from tinyr1.config import help_text
-    from tinyr1.rm_config import validate_rm
-
-    commands = _commands()[group]
+    commands = COMMANDS[group]
     usage = __doc__.split("\n\n")[1]
     if not args or args[0] in ("-h", "--help"):
         print(usage)
@@ -161,13 +160,16 @@ def main(group: str, args: list[str]) -> int:
         raise UserError(f"unknown command 'tinyr1 {group} {args[0]}'; expected one of {', '.join(commands)}")
     cls, aliases, run = commands[args[0]]
     rest = args[1:]
-    if any(a in ("-h", "--help") for a in rest):
+    if wants_help(rest):
         print(usage + "\n\n" + (cls.__doc__ or "") + "\n\nAll keys:\n" + help_text(cls))
         return 0
-    job = load_rm_job(cls, rest, aliases)
-    validate_rm(job)
-    from tinyr1 import distributed as D
-
+    resume, rest = split_resume(rest) if args[0] == "train" else (None, rest)
+    if resume is not None:  # the saved job, with any overrides, continued in its own folder
+        job = load_run_config(resume, parse_overrides(expand_aliases(rest, _dashes(aliases))), RMTrainJob)
+        job = dataclasses.replace(job, train=dataclasses.replace(job.train, out=str(resume)))
+    else:
+        job = load_rm_job(cls, rest, aliases)
+    validate(job, D.launch_world_size() if args[0] == "train" else 1)
     if args[0] != "train":  # collect, label, eval: rank 0 alone writes the files; the others idle
         if D.launched():
             if D.launch_rank() != 0:
@@ -177,7 +179,7 @@ def main(group: str, args: list[str]) -> int:
         print(run(job))
         return 0
     D.init(cpu=job.model.device == "cpu")  # under accelerate launch / torchrun: join the process group
-    message = run(job)
+    message = run(job, resume=resume is not None)
     D.shutdown()
     if D.launch_rank() == 0:
         print(message)

@@ -93,8 +93,8 @@ def test_a_bad_stepwise_line_is_named(tmp_path, line, message, capsys):
 
 
 def test_a_training_config_file_lends_its_sections_and_typos_still_fail(tmp_path, capsys):
-    from tinyr1.cli_rm import load_rm_job
-    from tinyr1.rm_config import RMCollectJob
+    from tinyr1.cli.rm import load_rm_job
+    from tinyr1.config import RMCollectJob
 
     cfg = tmp_path / "train.yaml"
     cfg.write_text("algorithm: grpo\nmodel: {name: m}\ndata: {source: 'synthetic:basic_arithmetic', size: 10}\n"
@@ -116,11 +116,12 @@ def test_help_lists_every_key_with_its_doc(capsys):
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_under_a_launcher_only_rank_zero_runs_collect_label_and_eval(files, monkeypatch, capsys, rank):
-    from tinyr1 import cli_rm
+    from tinyr1.cli import rm as cli_rm
 
     tmp, responses = files
     ran = []
-    monkeypatch.setattr(cli_rm, "_eval", lambda kind: lambda job: ran.append(kind) or "scored")
+    job_type, aliases, _ = cli_rm.COMMANDS["rm"]["eval"]
+    monkeypatch.setitem(cli_rm.COMMANDS["rm"], "eval", (job_type, aliases, lambda job: ran.append("orm") or "scored"))
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", str(rank))
     assert main(["rm", "eval", f"--model={tmp / 'rm'}", f"--data={responses}"]) == 0
@@ -129,3 +130,17 @@ def test_under_a_launcher_only_rank_zero_runs_collect_label_and_eval(files, monk
         assert ran == ["orm"] and "runs on one process (rank 0); the other 2 launched processes exit" in out and "scored" in out
     else:  # the others neither run nor print
         assert ran == [] and out == ""
+
+
+def test_rm_train_resume_continues_the_saved_run(tiny_model_dir, files, capsys):
+    tmp, responses = files
+    out = tmp / "rm-resume"
+    assert main(["rm", "train", f"--model={tiny_model_dir}", f"--data={responses}", f"--out={out}", "--epochs=5", "--max-steps=2",
+                 "--train.save_every=1", "--train.progress=false"]) == 0
+    assert main(["rm", "train", "--resume", str(out), "--max-steps=3"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    assert (out / "final" / "tinyr1_reward_model.json").is_file() and "3 steps" in capsys.readouterr().out
+    assert main(["prm", "train", "--resume", str(tmp / "nowhere")]) == 2
+    assert "no config.yaml there" in capsys.readouterr().err

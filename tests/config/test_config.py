@@ -2,7 +2,8 @@
 
 import pytest
 
-from tinyr1.config import EvalJob, field_docs, help_text, load_config, parse_overrides, ModelConfig
+from tinyr1.config import EvalJob, ModelConfig, help_text, load_config, parse_overrides
+from tinyr1.config.load import field_docs
 from tinyr1.errors import UserError
 
 
@@ -18,8 +19,8 @@ def test_yaml_then_overrides_apply_in_order(tmp_path):
 
 
 def test_override_values_are_typed():
-    cfg = load_config(EvalJob, None, parse_overrides(["--eval.temperature=1", "--grading.fallback=false", "--eval.limit=null"]))
-    assert cfg.eval.temperature == 1.0 and isinstance(cfg.eval.temperature, float)
+    cfg = load_config(EvalJob, None, parse_overrides(["--sampling.temperature=1", "--grading.fallback=false", "--eval.limit=null"]))
+    assert cfg.sampling.temperature == 1.0 and isinstance(cfg.sampling.temperature, float)
     assert cfg.grading.fallback is False
     assert cfg.eval.limit is None
 
@@ -48,7 +49,7 @@ def test_bad_yaml_file_names_the_file(tmp_path):
         load_config(EvalJob, missing)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
-    with pytest.raises(UserError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(UserError, match=r"bad.yaml:2: not valid YAML \(expected .,. or .\]., but got .<stream end>.\)$"):
         load_config(EvalJob, bad)
     top = tmp_path / "list.yaml"
     top.write_text("- 1\n- 2\n")
@@ -73,3 +74,43 @@ def test_every_field_is_documented():
         assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
     assert "--model.dtype='float32'" in help_text(EvalJob)
     assert field_docs(ModelConfig)["trust_remote_code"].startswith("Allow custom modelling code")
+
+
+def test_a_moved_key_names_its_new_place(tmp_path):
+    from tinyr1.config import TrainJob
+
+    with pytest.raises(UserError, match="^config key 'grpo.temperature' is now 'sampling.temperature'"):
+        load_config(TrainJob, None, parse_overrides(["--grpo.temperature=0.7"]))
+    old = tmp_path / "old.yaml"
+    old.write_text("ppo:\n  temperature: 0.7\n")
+    with pytest.raises(UserError, match=r"old.yaml: config key 'ppo.temperature' is now 'sampling.temperature'"):
+        load_config(TrainJob, old)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--sampling.max_new_tokens=0", "config key 'sampling.max_new_tokens': expected an integer >= 1, got 0"),
+    ("--sampling.max_new_tokens=-5", "config key 'sampling.max_new_tokens': expected an integer >= 1, got -5"),
+    ("--sampling.temperature=-1", "config key 'sampling.temperature': expected a number >= 0, got -1.0"),
+    ("--sampling.top_p=0", "config key 'sampling.top_p': expected a number in (0, 1], got 0.0"),
+    ("--sampling.batch_size=0", "config key 'sampling.batch_size': expected an integer >= 1, got 0"),
+    ("--grading.timeout=-1", "config key 'grading.timeout': expected a number of seconds > 0, got -1.0"),
+    ("--prompt.few_shot=-1", "config key 'prompt.few_shot': expected an integer >= 0, got -1"),
+    ("--eval.samples=0", "config key 'eval.samples': expected an integer >= 1, got 0"),
+    ("--data.levels=0,6", "config key 'data.levels': expected levels between 1 and 5, got [0, 6]"),
+])
+def test_eval_job_ranges_are_validated(override, message):
+    from tinyr1.config import validate
+
+    job = load_config(EvalJob, None, parse_overrides([override]))
+    with pytest.raises(UserError) as e:
+        validate(job)
+    assert str(e.value) == message
+
+
+def test_training_needs_a_positive_temperature_while_eval_and_collect_allow_greedy():
+    from tinyr1.config import RMCollectJob, TrainJob, validate
+
+    validate(load_config(EvalJob, None, {"sampling": {"temperature": 0.0}}))
+    validate(load_config(RMCollectJob, None, {"sampling": {"temperature": 0.0}}))
+    with pytest.raises(UserError, match="config key 'sampling.temperature': expected a number > 0, got 0.0"):
+        validate(load_config(TrainJob, None, {"sampling": {"temperature": 0.0}}))

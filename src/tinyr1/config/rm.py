@@ -1,6 +1,6 @@
 """Configuration of the reward-model commands (`tinyr1 rm ...`, `tinyr1 prm ...`).
 
-Same conventions as `tinyr1.config`: one dataclass per concern, the documentation of each field
+Same conventions as `config/schema.py`: one dataclass per concern, the documentation of each field
 in the string under it (`tinyr1 rm train --help` prints it), dotted overrides
 (`--train.objective=bradley_terry`). The shared sections (`model`, `data`, `prompt`, `sampling`,
 `grading`, `lora`, `optim`) are the training config's, so a training config file can be passed
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tinyr1.config import DataConfig, GradingConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig
+from tinyr1.config.schema import DataConfig, GradingConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig
 
 
 @dataclass
@@ -33,9 +33,7 @@ class CollectConfig:
     limit: int | None = 64
     """Use the first N problems of the split (None = all)."""
     samples: int = 4
-    """Responses sampled per problem (K)."""
-    temperature: float = 1.0
-    """Sampling temperature."""
+    """Responses sampled per problem (K), at `sampling.temperature` (0 = greedy)."""
     seed: int = 0
     """Seed of the sampling."""
     out: str = "runs/rm_data/responses.jsonl"
@@ -61,8 +59,9 @@ class RMTrainConfig:
     `prm train`: stepwise lines {prompt, completions, labels[, soft_labels]} (`prm label`,
     PRM800K or Math-Shepherd converted to TRL's format)."""
     out: str = "runs/rm"
-    """Folder written: the reward model (save_pretrained), tokenizer, tinyr1_reward_model.json,
-    metrics.jsonl (loss per step)."""
+    """Run folder written: config.yaml, metrics.jsonl (loss per step), checkpoints, summary.json, and
+    the reward model in final/ (save_pretrained, tokenizer, tinyr1_reward_model.json); the folder
+    itself names the model (`orm:runs/rm`, `--model runs/rm`)."""
     objective: Literal["bce", "bradley_terry"] = "bce"
     """ORM only. `bce`: pointwise, P(correct) at the response's last token; `bradley_terry`: on
     pairs (correct, incorrect) of the same problem, -log sigmoid(score_correct - score_incorrect)."""
@@ -83,6 +82,8 @@ class RMTrainConfig:
     """Longest example in tokens; longer ones keep their last tokens (the labels there)."""
     seed: int = 0
     """Seed for the data order and the score layer's initialisation."""
+    save_every: int = 0
+    """Checkpoint every K optimizer steps (0 = none); `tinyr1 rm train --resume <out>` continues from the last."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -139,9 +140,8 @@ class LabelConfig:
     """Stepwise JSONL written, one line per solution, appended as it goes; a rerun skips the ids
     already there (resume)."""
     completions: int = 4
-    """Continuations (K) sampled from each step prefix by the completer (`model.name`)."""
-    temperature: float = 1.0
-    """Temperature of the continuations."""
+    """Continuations (K) sampled from each step prefix by the completer (`model.name`), at
+    `sampling.temperature`."""
     limit: int | None = None
     """Label the first N solutions of the input (None = all)."""
     chunk: int = 4
@@ -162,33 +162,3 @@ class PRMLabelJob:
     grading: GradingConfig = field(default_factory=GradingConfig)
     reward: StepsConfig = field(default_factory=StepsConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
-
-
-def validate_rm(job) -> None:
-    """Range checks of the reward-model jobs; raises `UserError` naming the key."""
-    from tinyr1.config import _check
-
-    if isinstance(job, RMCollectJob):
-        c = job.collect
-        _check(c.samples >= 1, "collect.samples", "an integer >= 1", c.samples)
-        _check(c.limit is None or c.limit >= 1, "collect.limit", "an integer >= 1 or null", c.limit)
-        _check(c.temperature >= 0, "collect.temperature", "a number >= 0", c.temperature)
-    if isinstance(job, RMTrainJob):
-        t = job.train
-        _check(t.epochs >= 1, "train.epochs", "an integer >= 1", t.epochs)
-        _check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "an integer >= 1 or null", t.max_steps)
-        _check(t.batch_size >= 1, "train.batch_size", "an integer >= 1", t.batch_size)
-        _check(t.max_length >= 16, "train.max_length", "an integer >= 16", t.max_length)
-        _check(t.max_pairs >= 1, "train.max_pairs", "an integer >= 1", t.max_pairs)
-        _check(job.optim.lr > 0, "optim.lr", "a number > 0", job.optim.lr)
-        _check(job.optim.micro_batch_size >= 1, "optim.micro_batch_size", "an integer >= 1", job.optim.micro_batch_size)
-        _check(job.lora.rank >= 0, "lora.rank", "an integer >= 0 (0 = full fine-tuning)", job.lora.rank)
-    if isinstance(job, RMEvalJob):
-        _check(0 < job.eval.threshold < 1, "eval.threshold", "a number in (0, 1)", job.eval.threshold)
-        _check(job.eval.batch_size >= 1, "eval.batch_size", "an integer >= 1", job.eval.batch_size)
-    if isinstance(job, PRMLabelJob):
-        lb = job.label
-        _check(lb.completions >= 1, "label.completions", "an integer >= 1", lb.completions)
-        _check(lb.chunk >= 1, "label.chunk", "an integer >= 1", lb.chunk)
-        _check(lb.limit is None or lb.limit >= 1, "label.limit", "an integer >= 1 or null", lb.limit)
-        _check(lb.temperature > 0, "label.temperature", "a number > 0", lb.temperature)

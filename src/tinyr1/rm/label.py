@@ -1,23 +1,16 @@
-"""Reward-model data from a policy: graded samples (`rm collect`) and Math-Shepherd step labels (`prm label`).
+"""`tinyr1 prm label`: Math-Shepherd step labels for sampled solutions, a process reward model's data.
 
-    tinyr1 rm collect --model runs/grpo --collect.samples=4 --out runs/rm_data/responses.jsonl
     tinyr1 prm label --input runs/rm_data/responses.jsonl --label.completions=4 --out runs/rm_data/steps.jsonl
 
-`collect`: K responses per problem from any model (`model.name`: alias, folder, run folder),
-each graded against the reference; one JSON line per response:
-`{id, problem_id, prompt, completion, answer, extracted, label, finished}` where `prompt` is the
-question as plain text and `label` the grader's verdict (TRL's unpaired `prompt/completion/label`
-layout, plus what best-of-n and majority vote need).
-
-`label` (Math-Shepherd, Wang et al. 2024, "completion" estimation): each response is split into
-steps (`reward.step_mode`); from the prefix ending at each step the completer (`model.name`)
-samples K continuations, each graded as prefix + continuation. A step's soft label is the fraction
-that reached the right answer, its hard label whether any did. The last step's prefix is the
-whole response, so its label is the response's own grade (no sampling). One line per response
-in TRL's stepwise format, `{id, problem_id, prompt, completions, labels, soft_labels, answer}`.
-Resumable: lines are appended chunk by chunk; a rerun keeps them and labels only the ids not yet
-there, and since chunk i always samples with seed + i (the same solutions in the same batch), the
-labels of a resumed run equal those of an uninterrupted one.
+Math-Shepherd (Wang et al. 2024, "completion" estimation): each response is split into steps
+(`reward.step_mode`); from the prefix ending at each step the completer (`model.name`) samples K
+continuations at `sampling.temperature`, each graded as prefix + continuation. A step's soft label
+is the fraction that reached the right answer, its hard label whether any did. The last step's
+prefix is the whole response, so its label is the response's own grade (no sampling). One line
+per response in TRL's stepwise format, `{id, problem_id, prompt, completions, labels,
+soft_labels, answer}`. Resumable: lines are appended chunk by chunk; a rerun keeps them and labels
+only the ids not yet there, and since chunk i always samples with seed + i (the same solutions in
+the same batch), the labels of a resumed run equal those of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,51 +20,18 @@ import os
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
+from tinyr1.config import PRMLabelJob
+from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
-from tinyr1.io import read_jsonl, write_jsonl
-from tinyr1.rm_config import PRMLabelJob, RMCollectJob
+from tinyr1.io import read_jsonl
+from tinyr1.models.load import load_model
+from tinyr1.rewards.answers import grade_many
+from tinyr1.rewards.steps import split_steps
+from tinyr1.rollout.collect import sampling_params
+from tinyr1.rollout.sampler import sample
 from tinyr1.types import Problem
-
-
-def _sampling_params(job, temperature: float, n: int):
-    from tinyr1.rollout.sampler import SamplingParams
-
-    s = job.sampling
-    return SamplingParams(s.max_new_tokens, temperature, s.top_p, n, s.batch_size)
-
-
-def collect(job: RMCollectJob) -> dict:
-    """Sample `collect.samples` responses per problem, grade them, write `collect.out`; returns a summary."""
-    from tinyr1.data import load_problems
-    from tinyr1.data.prompts import render_prompt
-    from tinyr1.evaluate import pass_at_k
-    from tinyr1.models.load import load_model
-    from tinyr1.rewards.answers import grade_many
-    from tinyr1.rollout.sampler import sample
-
-    c = job.collect
-    problems = load_problems(job.data, c.split)[: c.limit]
-    shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
-    model, tokenizer = load_model(job.model, merge_adapter=True)
-    torch.manual_seed(c.seed)
-    prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in problems]
-    out = sample(model, tokenizer, prompts, _sampling_params(job, c.temperature, c.samples), progress=True)
-    k = c.samples
-    refs = [problems[i // k].answer for i in range(len(out.texts))]
-    grades = grade_many(out.texts, refs, style=job.prompt.style, fallback=job.grading.fallback, timeout=job.grading.timeout)
-    rows = []
-    for i, (text, g) in enumerate(zip(out.texts, grades)):
-        p = problems[i // k]
-        rows.append({"id": f"{p.id}#{i % k}", "problem_id": p.id, "prompt": p.question, "completion": text, "answer": p.answer,
-                     "extracted": g.extracted, "label": g.correct, "finished": out.finished[i], "tokens": len(out.response_ids[i])})
-    write_jsonl(c.out, rows)
-    groups = [rows[i : i + k] for i in range(0, len(rows), k)]
-    return {"problems": len(problems), "responses": len(rows), "correct": sum(r["label"] for r in rows),
-            "pass@1": sum(r["label"] for r in rows) / len(rows),
-            f"pass@{k}": sum(pass_at_k(k, sum(r["label"] for r in g), k) for g in groups) / len(groups),
-            "out": str(c.out)}
-
 
 # ----------------------------------------------------------------------------- prm label
 
@@ -109,11 +69,6 @@ def done_ids(path: Path) -> set[str]:
 
 def label_chunk(model, tokenizer, solutions: list[dict], job: PRMLabelJob) -> list[dict]:
     """Math-Shepherd labels for a few solutions: all their step prefixes sampled in one batch."""
-    from tinyr1.data.prompts import render_prompt
-    from tinyr1.rewards.answers import grade_many
-    from tinyr1.rewards.steps import split_steps
-    from tinyr1.rollout.sampler import sample
-
     lb, style, g = job.label, job.prompt.style, job.grading
     steps = [split_steps(s["completion"], job.reward.step_mode) for s in solutions]
     # every step but the last: its prefix (the response up to the step's end) continued K times
@@ -123,7 +78,7 @@ def label_chunk(model, tokenizer, solutions: list[dict], job: PRMLabelJob) -> li
     k = lb.completions
     texts = []
     if queries:
-        out = sample(model, tokenizer, [heads[i] + pre for (i, _), pre in zip(queries, prefixes)], _sampling_params(job, lb.temperature, k))
+        out = sample(model, tokenizer, [heads[i] + pre for (i, _), pre in zip(queries, prefixes)], sampling_params(job.sampling, k))
         texts = [prefixes[q // k] + out.texts[q] for q in range(len(out.texts))]
     refs = [solutions[queries[q // k][0]]["answer"] for q in range(len(texts))]
     own = [s["completion"] for s in solutions]  # the last step: the response's own grade
@@ -144,12 +99,6 @@ def label_chunk(model, tokenizer, solutions: list[dict], job: PRMLabelJob) -> li
 
 def label(job: PRMLabelJob) -> dict:
     """Label `label.input` into `label.out`, resuming after the ids already there; returns a summary."""
-    from tqdm.auto import tqdm
-
-    from tinyr1.models.load import load_model
-
-    from tinyr1.rewards.steps import split_steps
-
     lb = job.label
     solutions = read_solutions(lb.input)[: lb.limit]
     empty = {s["id"] for s in solutions if not split_steps(s["completion"], job.reward.step_mode)}

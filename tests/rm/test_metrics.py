@@ -2,7 +2,7 @@
 
 import pytest
 
-from tinyr1.rewards.rm_metrics import Candidate, aggregate_steps, binary_f1, roc_auc, selection_accuracy
+from tinyr1.rm.metrics import Candidate, aggregate_steps, binary_f1, roc_auc, selection_accuracy
 
 
 def test_auc_counts_pairs_with_ties_as_half():

@@ -20,10 +20,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from tinyr1.config import RMEvalJob
 from tinyr1.errors import UserError
 from tinyr1.io import write_json_atomic, write_jsonl
-from tinyr1.rewards.rm_metrics import AGGREGATIONS, Candidate, aggregate_steps, binary_f1, roc_auc, selection_accuracy
-from tinyr1.rm_config import RMEvalJob
+from tinyr1.rewards.orm import OutcomeRewardModel
+from tinyr1.rewards.prm import ProcessRewardModel
+from tinyr1.rewards.steps import split_steps
+from tinyr1.rm.data import read_responses, read_stepwise
+from tinyr1.rm.metrics import AGGREGATIONS, Candidate, aggregate_steps, binary_f1, roc_auc, selection_accuracy
+from tinyr1.types import Problem
 
 
 def _groups(rows: list[dict], scores: list[float]) -> list[list[Candidate]]:
@@ -52,10 +57,6 @@ def _out_dir(job: RMEvalJob) -> Path:
 
 
 def eval_orm(job: RMEvalJob) -> dict:
-    from tinyr1.recipes.reward_model import read_responses
-    from tinyr1.rewards.orm import OutcomeRewardModel
-    from tinyr1.types import Problem
-
     e = job.eval
     if not e.data:
         raise UserError("rm eval needs eval.data (--data): held-out responses from `tinyr1 rm collect --split test`")
@@ -71,8 +72,6 @@ def eval_orm(job: RMEvalJob) -> dict:
 
 
 def _step_metrics(prm, path, threshold: float) -> dict[str, float]:
-    from tinyr1.rewards.prm import read_stepwise
-
     rows = read_stepwise(path)
     probs = prm.probabilities([r["prompt"] for r in rows], [r["completions"] for r in rows])
     p = [x for row in probs for x in row]
@@ -85,10 +84,6 @@ def _step_metrics(prm, path, threshold: float) -> dict[str, float]:
 
 
 def eval_prm(job: RMEvalJob) -> dict:
-    from tinyr1.recipes.reward_model import read_responses
-    from tinyr1.rewards.prm import ProcessRewardModel, read_stepwise
-    from tinyr1.rewards.steps import split_steps
-
     e = job.eval
     if not e.data and not e.steps:
         raise UserError("prm eval needs eval.data (held-out responses) or eval.steps (a labelled stepwise file), or both")

@@ -1,0 +1,59 @@
+"""`tinyr1 eval`: greedy accuracy (95% interval), pass@k and maj@k of a model on a problem set.
+
+    tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
+                [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
+
+Writes `summary.json` and `samples.jsonl` (every response, graded) to `--out`. Under a launcher
+every process evaluates its slice of the problems and rank 0 writes (`evaluate.evaluate_sharded`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tinyr1 import distributed as D
+from tinyr1.cli.args import load_job, wants_help
+from tinyr1.config import EvalJob, help_text, validate
+from tinyr1.data import load_problems
+from tinyr1.evaluate import evaluate_sharded, format_table
+from tinyr1.io import write_json_atomic, write_jsonl
+from tinyr1.models.load import load_model
+
+USAGE = __doc__.split("\n\n")[1]
+ALIASES = {
+    "model": "model.name",
+    "data": "data.source",
+    "split": "eval.split",
+    "limit": "eval.limit",
+    "samples": "eval.samples",
+    "temperature": "sampling.temperature",
+    "style": "prompt.style",
+    "out": "eval.out",
+}
+
+
+def main(args: list[str]) -> int:
+    if wants_help(args):
+        print(USAGE + "\n\nAll keys:\n" + help_text(EvalJob))
+        return 0
+    job = load_job(EvalJob, args, ALIASES)
+    validate(job)
+    problems = load_problems(job.data, job.eval.split)[: job.eval.limit]
+    shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
+    out = Path(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    D.init(cpu=job.model.device == "cpu")
+    with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
+        model, tokenizer = load_model(job.model, merge_adapter=True)
+    result = evaluate_sharded(model, tokenizer, problems, job.prompt, job.sampling, job.grading,
+                              samples=job.eval.samples, temperature=job.sampling.temperature, shots=shots, progress=D.is_main())
+    main_rank = D.is_main()
+    if main_rank:
+        summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style, **result.summary)
+        write_jsonl(out / "samples.jsonl", result.rows)
+        write_json_atomic(out / "summary.json", summary)
+    D.shutdown()
+    if main_rank:
+        print(format_table(summary))
+        print(f"wrote {out}/summary.json and {out}/samples.jsonl")
+    return 0

@@ -1,0 +1,55 @@
+"""The config's reward names made into callables, in this one place (names parsed by `rewards.spec`).
+
+    fns = build_reward_fns({"correctness": 1.0, "orm:runs/rm": 0.5}, style="gsm8k")   # {name: (fn, weight)}
+    step_fn = build_process_reward("arithmetic")                                      # or None for "none"
+
+    >>> from tinyr1.types import Problem
+    >>> fns = build_reward_fns({"correctness": 1.0, "format": 0.5}, style="boxed")
+    >>> fn, weight = fns["format"]
+    >>> fn([Problem("1", "1+1?", "2")] * 2, ["so \\\\boxed{2}", "it is 2"]), weight
+    ([1.0, 0.0], 0.5)
+
+Reward models (`orm:` / `prm:` folders) are loaded here, once, on `device` in `dtype`; a folder
+that is missing or of the wrong kind raises `UserError` naming the config key. Recipes build
+their rewards before loading the policy, so a bad name or folder fails before any training.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from tinyr1.rewards.process import PROCESS_REWARDS
+from tinyr1.rewards.rules import REWARDS, RewardFn
+from tinyr1.rewards.spec import parse_process, parse_reward
+
+
+def build_reward_fns(weights: dict[str, float], style: str, fallback: bool = True, timeout: float = 5.0,
+                     device: str = "auto", dtype: str = "float32") -> dict[str, tuple[RewardFn, float]]:
+    """Bind each named reward function to the answer style; returns `{name: (fn, weight)}`."""
+    fns = {}
+    for name, weight in weights.items():
+        spec = parse_reward(name)
+        if spec.kind == "orm":
+            # loads torch and transformers: only when asked for
+            from tinyr1.rewards.orm import OutcomeRewardModel
+
+            fns[name] = (OutcomeRewardModel(spec.target, device=device, dtype=dtype, key=f"reward.weights.{name}"), float(weight))
+        else:
+            fns[name] = (partial(REWARDS[spec.target], style=style, fallback=fallback, timeout=timeout), float(weight))
+    return fns
+
+
+def build_process_reward(process: str, device: str = "auto", dtype: str = "float32"):
+    """The step reward function named by `reward.process`: a rule, a PRM loaded now, or None for `none`.
+
+    It is called as `fn(problems, responses, mode=step_mode) -> list of per-step rewards`.
+    """
+    spec = parse_process(process)
+    if spec is None:
+        return None
+    if spec.kind == "prm":
+        # loads torch and transformers: only when asked for
+        from tinyr1.rewards.prm import ProcessRewardModel
+
+        return ProcessRewardModel(spec.target, device=device, dtype=dtype, key="reward.process")
+    return PROCESS_REWARDS[spec.target]
