@@ -84,11 +84,12 @@ class MetricsLogger:
             for name in names:
                 self._reporters[name] = open_reporter(name, info)
             if tensorboard and "tensorboard" not in self._reporters:
-                self._reporters["tensorboard"] = _open_tensorboard(info)
+                writer = _open_tensorboard(info)
+                if writer is not None:
+                    self._reporters["tensorboard"] = writer
         except BaseException:
             self.close()  # trackers opened before the failing one
             raise
-        self._reporters = {k: r for k, r in self._reporters.items() if r is not None}
 
     @property
     def elapsed(self) -> float:
