@@ -1,14 +1,16 @@
-"""Run-time tracking: metrics as JSON lines, optional TensorBoard, and a training progress bar.
+"""Run-time tracking: metrics as JSON lines, optional trackers, and a training progress bar.
 
 A training run writes `runs/<name>/metrics.jsonl`, one flat JSON object per line. Every line has
 `step` (int) and `time/elapsed` (seconds since the run started, cumulative across resumes); the
 other keys are namespaced (`reward/`, `loss/`, `rollout/`, `timing/`, `optim/`, `eval/`). Held-out
 evaluations are separate lines sharing the training step. A resumed run appends lines whose
 `step` may repeat earlier ones; readers let the later line win (see `tinyr1.plots.series`).
+`report_to` mirrors every line to experiment trackers (TensorBoard, W&B, Trackio; see
+`tinyr1.reporters`); the JSON lines file stays the source of truth.
 
 Usage::
 
-    logger = MetricsLogger("runs/demo", enabled=rank == 0)
+    logger = MetricsLogger("runs/demo", enabled=rank == 0, report_to=["wandb"])
     bar = Progress(total=cfg.steps, initial=start_step, desc="grpo", enabled=rank == 0)
     for step in range(start_step + 1, cfg.steps + 1):
         metrics = train_step(...)          # {"reward/total": tensor(0.4), "loss/kl": 0.01, ...}
@@ -17,7 +19,7 @@ Usage::
     bar.close(); logger.close()
     rows = read_metrics("runs/demo/metrics.jsonl")
 
-Importing this module imports neither torch nor tqdm; both load when first needed.
+Importing this module imports neither torch nor tqdm nor any tracker; each loads when first needed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tqdm.auto import tqdm
 
 from tinyr1.errors import UserError
 from tinyr1.io import append_jsonl, read_jsonl
+from tinyr1.reporters import MissingTracker, RunInfo, TensorBoard, check_report_to, numeric, open_reporter
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -44,38 +47,64 @@ _warned_no_tensorboard = False
 
 
 class MetricsLogger:
-    """Append one flat dict per call to `run_dir/metrics.jsonl` (and TensorBoard when asked).
+    """Append one flat dict per call to `run_dir/metrics.jsonl`, and mirror it to the chosen trackers.
 
     Each line is written and closed before `log` returns, so a crash loses at most the line being
     written. Values become plain JSON: tensors and numpy scalars via `.item()`, NaN/inf as null.
     `time/elapsed` continues from the last line already in the file (a resumed run), unless
     `elapsed_offset` gives it (e.g. saved in a checkpoint). `enabled=False` (non-zero ranks under
     torch.distributed) makes every method a no-op and creates no file.
+
+    `report_to` names trackers from `tinyr1.reporters.REPORTERS`; each gets `config` once (by
+    default the run folder's config.yaml, when there is one), then the numeric values of every
+    line, then a finish call from `close`. A chosen tracker that is not installed raises
+    `UserError`. `tensorboard=True` is the older spelling of `report_to=["tensorboard"]`, kept for
+    its callers: it only warns (once) when tensorboard is missing.
     """
 
     def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, tensorboard: bool = False,
-                 elapsed_offset: float | None = None):
+                 elapsed_offset: float | None = None, report_to: list[str] | tuple[str, ...] = (),
+                 config: dict[str, Any] | None = None, project: str | None = None):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILE
         self.enabled = enabled
-        self._tb = None
+        self._reporters: dict[str, Any] = {}
         self._start = time.monotonic()
         self._offset = 0.0
         if not enabled:
             return
+        names = check_report_to(report_to)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resumed = _prepare_for_append(self.path)
-        self._offset = resumed if elapsed_offset is None else float(elapsed_offset)
-        if tensorboard:
-            self._tb = _open_tensorboard(self.run_dir / "tensorboard")
+        resumed = self.path.is_file() and self.path.stat().st_size > 0
+        resumed_elapsed = _prepare_for_append(self.path)
+        self._offset = resumed_elapsed if elapsed_offset is None else float(elapsed_offset)
+        if not names and not tensorboard:
+            return
+        config = _read_config(self.run_dir) if config is None else config
+        info = RunInfo(self.run_dir, self.run_dir.name, config, project, resumed)
+        try:
+            for name in names:
+                self._reporters[name] = open_reporter(name, info)
+            if tensorboard and "tensorboard" not in self._reporters:
+                writer = _open_tensorboard(info)
+                if writer is not None:
+                    self._reporters["tensorboard"] = writer
+        except BaseException:
+            self.close()  # trackers opened before the failing one
+            raise
 
     @property
     def elapsed(self) -> float:
         """Seconds of run time so far, including earlier runs this one resumed."""
         return self._offset + (time.monotonic() - self._start)
 
+    @property
+    def reporters(self) -> list[str]:
+        """Names of the trackers this logger writes to (besides metrics.jsonl)."""
+        return list(self._reporters)
+
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        """Append `{"step": step, "time/elapsed": ..., **metrics}` as one line.
+        """Append `{"step": step, "time/elapsed": ..., **metrics}` as one line; mirror its numbers.
 
         A `time/elapsed` key in `metrics` overrides the logger's clock. Raises `TypeError` naming
         the key for a value that is not a scalar (a list, a dict, a tensor with many elements).
@@ -87,17 +116,20 @@ class MetricsLogger:
             row[key] = _plain(key, value)
         row["step"] = int(step)  # the argument wins over a stray "step" key in metrics
         append_jsonl(self.path, row)
-        if self._tb is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(key, value, global_step=int(step))
-            self._tb.flush()
+        scalars = numeric(row)
+        for name, reporter in list(self._reporters.items()):
+            try:
+                reporter.log(scalars, int(step))
+            except Exception as e:  # a dashboard must never stop training; metrics.jsonl has the line
+                del self._reporters[name]
+                warnings.warn(f"run.report_to: stopped logging to {name} after an error "
+                              f"({type(e).__name__}: {str(e)[:200]}); {self.path} keeps every step", stacklevel=2)
 
     def close(self) -> None:
-        """Close the TensorBoard writer, if any (the JSON lines file is closed after every line)."""
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        """Finish every tracker (the JSON lines file is closed after every line)."""
+        reporters, self._reporters = self._reporters, {}
+        for reporter in reporters.values():
+            reporter.finish()
 
     def __enter__(self) -> "MetricsLogger":
         return self
@@ -158,18 +190,31 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
-def _open_tensorboard(log_dir: Path):
-    """A TensorBoard `SummaryWriter`, or None (with one warning) when tensorboard is not installed."""
+def _open_tensorboard(info: RunInfo):
+    """The TensorBoard tracker, or None (with one warning) when tensorboard is not installed."""
     global _warned_no_tensorboard
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
+        return TensorBoard(info)
+    except MissingTracker:
         if not _warned_no_tensorboard:
-            warnings.warn("tensorboard is not installed (pip install tensorboard); logging metrics to "
+            warnings.warn("tensorboard is not installed (pip install 'tinyr1[tensorboard]'); logging metrics to "
                           "metrics.jsonl only", stacklevel=3)
             _warned_no_tensorboard = True
         return None
-    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.yaml as a dict, or {} when the folder has none (yet)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); expected the run's resolved config") from None
+    return config if isinstance(config, dict) else {}
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
