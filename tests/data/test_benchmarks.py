@@ -22,9 +22,8 @@ from tinyr1.errors import UserError
 from .conftest import FIXTURES
 
 BENCH = FIXTURES / "benchmarks"
-JANET = ("Janet\u2019s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for "
-         "her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck "
-         "egg. How much in dollars does she make every day at the farmers' market?")
+TOM = ("Tom's hens lay 20 eggs a day. He eats 4 and gives 7 to his sister. He sells the rest for $2 each. "
+       "How many dollars does he make a day?")
 
 
 def _parquet(path, columns: dict, types_: dict):
@@ -44,7 +43,7 @@ def test_gsm8k_from_its_test_jsonl_or_a_seed_layout_folder():
     from_file = load_benchmark("gsm8k", BENCH / "gsm8k" / "test.jsonl")
     assert load_benchmark("gsm8k", BENCH / "gsm8k") == from_file
     assert [(p.id, p.answer) for p in from_file] == [("gsm8k/test/1", "18"), ("gsm8k/test/2", "3")]
-    assert from_file[0].question == JANET
+    assert from_file[0].question == TOM
     assert from_file[1].solution.endswith("#### 3") and from_file[1].meta == {"source": "gsm8k", "benchmark": "gsm8k"}
 
 
