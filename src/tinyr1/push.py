@@ -40,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tinyr1.data.prompts import INSTRUCTIONS
 from tinyr1.errors import UserError
 
 # tinyr1's embedded aliases -> (the hub model they derive from, its license)
@@ -99,7 +102,6 @@ def read_run(run_dir: str | Path) -> Run:
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: not found; expected {what}")
-    import yaml
 
     try:  # YAML reads JSON too
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -224,8 +226,6 @@ def usage(repo_id: str, adapter: bool) -> list[str]:
 
 def model_card(run: Run, repo_id: str, license_id: str | None = None) -> str:
     """The README.md pushed with the model: YAML front matter, then the training and results."""
-    import yaml
-
     c = run.config
     base_name = str(_get(c, "model.name", ""))
     algorithm = str(run.summary.get("algorithm") or _get(c, "algorithm", "?")).upper()
@@ -251,8 +251,6 @@ def model_card(run: Run, repo_id: str, license_id: str | None = None) -> str:
 
 
 def _prompt_lines(config: dict[str, Any]) -> list[str]:
-    from tinyr1.data.prompts import INSTRUCTIONS
-
     style = _get(config, "prompt.style", "boxed")
     if style not in INSTRUCTIONS:
         return []

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import yaml
+
 from tinyr1.errors import UserError
 
 KEY = "run.report_to"
@@ -76,8 +78,6 @@ class TensorBoard:
             raise _missing("tensorboard", self.package) from None
         self._writer = SummaryWriter(log_dir=str(info.run_dir / "tensorboard"))
         if info.config:
-            import yaml
-
             text = yaml.safe_dump(info.config, sort_keys=False)
             self._writer.add_text("config", "```yaml\n" + text + "```", global_step=0)
 

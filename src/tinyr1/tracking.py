@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm.auto import tqdm
 
 from tinyr1.errors import UserError
@@ -208,7 +209,6 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     if not path.is_file():
         return {}
-    import yaml
 
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
