@@ -81,3 +81,37 @@ def test_dry_run_checks_the_gpu_config_offline(monkeypatch, capsys):
     monkeypatch.chdir(root)
     assert main(["train", "configs/gsm8k_grpo_smollm2_360m.yaml", "--dry-run"]) == 0
     assert "dry run ok" in capsys.readouterr().out
+
+
+def test_eval_bench_takes_the_presets_prompt_and_strict_grading_unless_overridden(tiny_model_dir, tmp_path):
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks" / "gsm8k"
+    out = tmp_path / "bench"
+    assert main(["eval", "--bench", "gsm8k", "--data", str(bench), "--model", str(tiny_model_dir),
+                 "--sampling.max_new_tokens=4", f"--out={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert summary["bench"] == "gsm8k" and summary["metric"] == "pass@1 (greedy)" and summary["n"] == 2
+    assert summary["style"] == "boxed" and len(rows) == 2  # greedy only: the preset takes one sample
+    assert "Please reason step by step, and put your final answer within \\boxed{}." in rows[0]["prompt"]
+    assert [r["reference"] for r in rows] == ["18", "3"]
+    again = tmp_path / "bench-gsm8k-style"
+    assert main(["eval", "--bench", "gsm8k", "--data", str(bench), "--model", str(tiny_model_dir), "--style", "gsm8k",
+                 "--sampling.max_new_tokens=4", f"--out={again}"]) == 0
+    assert json.loads((again / "summary.json").read_text())["style"] == "gsm8k"  # an explicit key wins
+
+
+def test_report_to_names_a_missing_tracker_and_moved_keys_are_named(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    assert main(["train", "--run.report_to=wandb", "--dry-run"]) == 2
+    assert "run.report_to" in capsys.readouterr().err
+    assert main(["train", "--run.tensorboard=true"]) == 2
+    assert "config key 'run.tensorboard' is now 'run.report_to'" in capsys.readouterr().err
+
+
+def test_push_is_a_command(tmp_path, capsys):
+    assert main(["push", str(tmp_path / "no-run"), "me/model", "--to-dir", str(tmp_path / "out")]) == 2
+    assert "no-run" in capsys.readouterr().err

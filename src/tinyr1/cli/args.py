@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinyr1.config import load_config, parse_overrides
+from tinyr1.config import load_config, parse_overrides, read_yaml
+from tinyr1.config.load import apply
 from tinyr1.errors import UserError
 
 
@@ -34,10 +35,21 @@ def expand_aliases(args: list[str], aliases: dict[str, str]) -> list[str]:
     return out
 
 
-def load_job(cls, args: list[str], aliases: dict[str, str]):
-    """`cls` from an optional config file and dotted overrides (aliases expanded)."""
+def load_job(cls, args: list[str], aliases: dict[str, str], defaults: dict | None = None):
+    """`cls` from `defaults` (values under everything else), an optional config file, and dotted
+    overrides (aliases expanded)."""
     path, rest = split_config_path(args)
-    return load_config(cls, path, parse_overrides(expand_aliases(rest, aliases)))
+    overrides = parse_overrides(expand_aliases(rest, aliases))
+    if defaults is None:
+        return load_config(cls, path, overrides)
+    base = load_config(cls, None, defaults)
+    values = read_yaml(path) if path else {}
+    try:
+        apply(base, values)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    apply(base, overrides, merge_dicts=True)
+    return base
 
 
 def wants_help(args: list[str]) -> bool:

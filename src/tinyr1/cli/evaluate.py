@@ -2,9 +2,12 @@
 
     tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
                 [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
+    tinyr1 eval --bench gsm8k|math500|aime24|aime25 [--data FILE_OR_FOLDER] [--model M] ...
 
 Writes `summary.json` and `samples.jsonl` (every response, graded) to `--out`. Under a launcher
 every process evaluates its slice of the problems and rank 0 writes (`evaluate.evaluate_sharded`).
+`--bench` takes a benchmark's problems and its published prompt, strict grading and sampling
+(`data/benchmarks.py`); any key given explicitly (in a config file or on the command line) wins.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from pathlib import Path
 
 from tinyr1 import distributed as D
 from tinyr1.cli.args import load_job, wants_help
-from tinyr1.config import EvalJob, help_text, validate
+from tinyr1.config import DataConfig, EvalJob, help_text, validate
 from tinyr1.data import load_problems
+from tinyr1.data.benchmarks import load_benchmark, preset
 from tinyr1.evaluate import evaluate_sharded, format_table
 from tinyr1.io import write_json_atomic, write_jsonl
 from tinyr1.models.load import load_model
@@ -30,7 +34,17 @@ ALIASES = {
     "temperature": "sampling.temperature",
     "style": "prompt.style",
     "out": "eval.out",
+    "bench": "eval.bench",
 }
+
+
+def bench_defaults(name: str) -> dict:
+    """A benchmark preset as config values (`data/benchmarks.preset`)."""
+    p = preset(name)
+    return {"prompt": {"style": p["style"], "instruction": p["instruction"], "system_prompt": p["system_prompt"],
+                       "few_shot": p["few_shot"]},
+            "grading": {"fallback": p["fallback"]}, "eval": {"samples": p["samples"]},
+            "sampling": {"temperature": p["temperature"], "top_p": p["top_p"], "max_new_tokens": p["max_new_tokens"]}}
 
 
 def main(args: list[str]) -> int:
@@ -38,9 +52,15 @@ def main(args: list[str]) -> int:
         print(USAGE + "\n\nAll keys:\n" + help_text(EvalJob))
         return 0
     job = load_job(EvalJob, args, ALIASES)
+    if job.eval.bench:  # the preset's settings under everything the user wrote
+        job = load_job(EvalJob, args, ALIASES, defaults=bench_defaults(job.eval.bench))
     validate(job)
-    problems = load_problems(job.data, job.eval.split)[: job.eval.limit]
-    shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
+    if job.eval.bench:
+        location = None if job.data.source == DataConfig().source else job.data.source
+        problems, shots = load_benchmark(job.eval.bench, location)[: job.eval.limit], []
+    else:
+        problems = load_problems(job.data, job.eval.split)[: job.eval.limit]
+        shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
     out = Path(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     D.init(cpu=job.model.device == "cpu")
     with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
@@ -49,7 +69,9 @@ def main(args: list[str]) -> int:
                               samples=job.eval.samples, temperature=job.sampling.temperature, shots=shots, progress=D.is_main())
     main_rank = D.is_main()
     if main_rank:
-        summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style, **result.summary)
+        summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style,
+                       **({"bench": job.eval.bench, "metric": preset(job.eval.bench)["metric"]} if job.eval.bench else {}),
+                       **result.summary)
         write_jsonl(out / "samples.jsonl", result.rows)
         write_json_atomic(out / "summary.json", summary)
     D.shutdown()

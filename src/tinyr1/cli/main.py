@@ -1,4 +1,4 @@
-"""Command line: `tinyr1 train | eval | grade | report | rm | prm`.
+"""Command line: `tinyr1 train | eval | grade | report | rm | prm | push`.
 
     tinyr1 train [CONFIG.yaml] [--section.key=value ...]      (no config: configs/quickstart.yaml)
     tinyr1 train --resume runs/<name> [--run.steps=N]
@@ -9,6 +9,7 @@
     tinyr1 report RUN_DIR... [--out report/] [--title T]   (compare runs: table, verdict, curves)
     tinyr1 rm collect|train|eval [...]   (outcome reward model: graded samples, training, AUC and best-of-n)
     tinyr1 prm label|train|eval [...]    (process reward model: Math-Shepherd step labels, training, step F1)
+    tinyr1 push RUN_DIR REPO_ID [--private] [--to-dir DIR]   (the trained model or adapter with a model card)
 
 Every option is a dotted config key (`tinyr1 eval --help` lists them with their docs); the short
 flags above are aliases. Bad input of any kind prints one line naming the file, line or key and
@@ -32,6 +33,7 @@ COMMANDS = {
     "report": ("tinyr1.cli.report", ()),
     "rm": ("tinyr1.cli.rm", ("rm",)),
     "prm": ("tinyr1.cli.rm", ("prm",)),
+    "push": ("tinyr1.push", ()),
 }
 
 

@@ -30,6 +30,7 @@ MOVED = {
     "eval.temperature": "sampling.temperature",
     "collect.temperature": "sampling.temperature",
     "label.temperature": "sampling.temperature",
+    "run.tensorboard": "run.report_to",
 }
 
 
@@ -119,21 +120,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _apply(obj: Any, values: dict[str, Any], prefix: str = "", merge_dicts: bool = False) -> None:
+def apply(obj: Any, values: dict[str, Any], prefix: str = "", merge_dicts: bool = False) -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for k, v in values.items():
         key = f"{prefix}{k}"
         if k not in names:
             if key in MOVED:
-                raise UserError(f"config key '{key}' is now '{MOVED[key]}' (one sampling section for every job); rename it")
+                raise UserError(f"config key '{key}' is now '{MOVED[key]}'; rename it (`tinyr1 train --help` documents it)")
             raise UserError(f"unknown config key '{key}'; known keys here: {', '.join(sorted(names))}")
         tp = hints[k]
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):
             if not isinstance(v, dict):
                 raise UserError(f"config key '{key}': expected a section (mapping), got {v!r}")
-            _apply(current, v, prefix=f"{key}.", merge_dicts=merge_dicts)
+            apply(current, v, prefix=f"{key}.", merge_dicts=merge_dicts)
         elif merge_dicts and isinstance(current, dict) and isinstance(v, dict):
             # `--reward.weights.format=0.1` adds to the mapping; a YAML file replaces it whole.
             setattr(obj, k, {**current, **_coerce(v, tp, key)})
@@ -201,11 +202,11 @@ def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, 
     if path is not None:
         values = read_yaml(path)
         try:
-            _apply(cfg, values)
+            apply(cfg, values)
         except UserError as e:
             raise UserError(f"{path}: {e}") from None
     if overrides:
-        _apply(cfg, overrides, merge_dicts=True)
+        apply(cfg, overrides, merge_dicts=True)
     return cfg
 
 

@@ -61,6 +61,9 @@ class PromptConfig:
     style: Literal["boxed", "gsm8k", "r1"] = "boxed"
     """Answer style asked for and graded: `boxed` (\\boxed{}), `gsm8k` (#### answer), `r1`
     (<think>...</think><answer>...</answer>)."""
+    instruction: str | None = None
+    """The instruction placed after the question (None: the style's own, e.g. "Solve the problem
+    step by step. Put the final answer in \\boxed{}."); `--bench` presets set the published one."""
     system_prompt: str | None = None
     """Extra system prompt placed before the style's instruction. None = none."""
     few_shot: int = 0
@@ -95,6 +98,10 @@ class GradingConfig:
 
 @dataclass
 class EvalConfig:
+    bench: Literal["gsm8k", "math500", "aime24", "aime25"] | None = None
+    """A benchmark preset (`data/benchmarks.py`): its problems (from `data.source` when given as a
+    local file or folder in the dataset's published format or a hub id, else its default hub id)
+    and its published prompt, strict grading and sampling, each overridable by its own key."""
     split: Literal["train", "test"] = "test"
     """Which split to evaluate on."""
     limit: int | None = None
@@ -136,8 +143,12 @@ class RunConfig:
     """Checkpoint every K steps (0 = only at the end); a checkpoint is what `--resume` continues from."""
     log_samples: int = 4
     """Completions per step written to samples.jsonl with their rewards."""
-    tensorboard: bool = False
-    """Also log metrics to TensorBoard (needs the tensorboard package)."""
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers that mirror metrics.jsonl: any of `tensorboard`, `wandb`, `trackio` (each an
+    extra: `pip install 'tinyr1[wandb]'`; W&B runs offline unless it finds an API key or WANDB_MODE
+    says otherwise). metrics.jsonl is always written and stays the source of truth."""
+    project: str | None = None
+    """Project name for wandb / trackio (None: $WANDB_PROJECT, else `tinyr1`)."""
     progress: bool = True
     """Show progress bars."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from tinyr1.config.rm import PRMLabelJob, RMCollectJob, RMEvalJob, RMTrainJob
 from tinyr1.config.schema import DataConfig, EvalJob, GradingConfig, OptimConfig, PromptConfig, SamplingConfig, TrainJob
 from tinyr1.errors import UserError
+from tinyr1.reporters import check_report_to
 from tinyr1.rewards.spec import parse_process, parse_reward
 
 
@@ -82,6 +83,7 @@ def _train(job: TrainJob, world_size: int) -> None:
     check(r.eval_size >= 1, "run.eval_size", "an integer >= 1", r.eval_size)
     check(r.save_every >= 0, "run.save_every", "an integer >= 0", r.save_every)
     check(r.log_samples >= 0, "run.log_samples", "an integer >= 0", r.log_samples)
+    check_report_to(r.report_to)
     _rewards(job)
     if job.algorithm == "grpo":
         check(g.group_size >= 2, "grpo.group_size", "an integer >= 2 (advantages compare samples of one prompt)", g.group_size)

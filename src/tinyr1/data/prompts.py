@@ -59,7 +59,7 @@ def build_messages(problem: Problem, cfg: PromptConfig, shots: list[Problem] = (
     messages = []
     if cfg.system_prompt:
         messages.append({"role": "system", "content": cfg.system_prompt})
-    instruction = INSTRUCTIONS[cfg.style]
+    instruction = cfg.instruction or INSTRUCTIONS[cfg.style]
     for shot in shots:
         messages.append({"role": "user", "content": f"{shot.question}\n\n{instruction}"})
         messages.append({"role": "assistant", "content": format_response(shot, cfg.style)})

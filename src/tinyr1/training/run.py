@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,8 @@ class Settings:
     save_every: int = 0  # checkpoint every K steps (0 = none)
     eval_every: int = 0  # evaluate every K steps besides before and after (0 = only those), when there is an evaluation
     progress: bool = True  # show a progress bar (rank 0)
-    tensorboard: bool = False  # also log metrics to TensorBoard
+    report_to: list[str] = field(default_factory=list)  # experiment trackers mirroring metrics.jsonl
+    project: str | None = None  # their project name
     desc: str = "train"  # the progress bar's label
 
 
@@ -141,7 +142,8 @@ class Run:
                 create_run_dir(run_dir, config)
             D.seed_per_rank(settings.seed)  # several processes: each samples with its own noise
         self.last_step = self.start
-        self.logger = MetricsLogger(run_dir, enabled=D.is_main(), tensorboard=settings.tensorboard, elapsed_offset=elapsed)
+        self.logger = MetricsLogger(run_dir, enabled=D.is_main(), elapsed_offset=elapsed, report_to=settings.report_to,
+                                    project=settings.project)
         self.t0 = time.perf_counter() - elapsed
         if not resume and evaluate is not None:
             before = evaluate()
@@ -204,7 +206,7 @@ def policy_run(job: TrainJob, run_dir: Path, resume: bool, state: State, data: P
     training, every `run.eval_every` steps and after."""
     r = job.run
     settings = Settings(steps=r.steps, seed=r.seed, save_every=r.save_every, eval_every=r.eval_every, progress=r.progress,
-                        tensorboard=r.tensorboard, desc=job.algorithm)
+                        report_to=r.report_to, project=r.project, desc=job.algorithm)
 
     def evaluate() -> dict[str, float]:
         return heldout_eval(sampler.refresh(D.unwrap(state.model)), state.tokenizer, data.heldout, job, data.shots)
