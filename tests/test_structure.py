@@ -54,6 +54,7 @@ LAZY_OK = {
     "trackio": "optional extra",
     "huggingface_hub": "only when pushing to the hub",
     "matplotlib": "only when drawing; slow to import",
+    "tinyr1.api": "the Python API loads torch: `import tinyr1` stays light until it is used",
     "pyarrow": "parquet benchmark files only (comes with datasets)",
 }
 

@@ -18,7 +18,7 @@ from .conftest import GSM8K, cfg
 
 def test_parse_source_splits_at_the_first_colon():
     assert parse_source("jsonl:C:/data/p.jsonl") == ("jsonl", "C:/data/p.jsonl")
-    assert set(SCHEMES) == {"gsm8k", "math", "synthetic", "jsonl"}
+    assert set(SCHEMES) == {"gsm8k", "math", "synthetic", "jsonl", "hf"}
 
 
 def test_source_without_colon_is_refused_with_examples():

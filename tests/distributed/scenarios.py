@@ -219,7 +219,7 @@ def sharded_eval(model_dir, problems_file, runs) -> dict:
     """`tinyr1 eval`'s evaluation of 5 problems, greedy and 2 samples each (2 + 3 problems per process)."""
     from tinyr1.config import ModelConfig
     from tinyr1.data import load_problems
-    from tinyr1.evaluate import evaluate_sharded
+    from tinyr1.evaluation import evaluate_sharded
     from tinyr1.models.load import load_model
 
     job = make_job(model_dir, problems_file, runs)

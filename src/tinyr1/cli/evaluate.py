@@ -5,7 +5,7 @@
     tinyr1 eval --bench gsm8k|math500|aime24|aime25 [--data FILE_OR_FOLDER] [--model M] ...
 
 Writes `summary.json` and `samples.jsonl` (every response, graded) to `--out`. Under a launcher
-every process evaluates its slice of the problems and rank 0 writes (`evaluate.evaluate_sharded`).
+every process evaluates its slice of the problems and rank 0 writes (`evaluation.evaluate_sharded`).
 `--bench` takes a benchmark's problems and its published prompt, strict grading and sampling
 (`data/benchmarks.py`); any key given explicitly (in a config file or on the command line) wins.
 """
@@ -20,7 +20,7 @@ from tinyr1.cli.args import load_job, wants_help
 from tinyr1.config import DataConfig, EvalJob, help_text, validate
 from tinyr1.data import load_problems
 from tinyr1.data.benchmarks import load_benchmark, preset
-from tinyr1.evaluate import evaluate_sharded, format_table
+from tinyr1.evaluation import evaluate_sharded, format_table
 from tinyr1.io import write_json_atomic, write_jsonl
 from tinyr1.models.load import load_model
 

@@ -1,8 +1,8 @@
 """Problems from any JSON Lines file (`jsonl:<file>`).
 
 Each line is a JSON object; `cfg.question_field` (default `question`) holds the question and
-`cfg.answer_field` (default `answer`) the reference answer, used as is (no `####` parsing).
-Numeric answers become text (`72` -> "72", `0.5` -> "0.5"). Ids are `<file stem>/<line number>`.
+`cfg.answer_field` (default `answer`) the reference answer (`data/rows.py`: numbers become text,
+a GSM8K-style answer ending in `#### N` gives N). Ids are `<file stem>/<line number>`.
 A file has no test split of its own, so one is held out (splits.py).
 
 Run: `.venv/bin/python -m pytest tests/data/test_jsonl.py -q`
@@ -11,42 +11,19 @@ Run: `.venv/bin/python -m pytest tests/data/test_jsonl.py -q`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tinyr1.config import DataConfig
+from tinyr1.data.rows import rows_to_problems
 from tinyr1.data.splits import Source
 from tinyr1.errors import UserError
 from tinyr1.io import read_jsonl
 from tinyr1.types import Problem
 
 
-def _text(value: Any) -> str | None:
-    """A usable answer as text: strings as they are, numbers written out, anything else None."""
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 def read_file(path: Path, question_field: str, answer_field: str) -> list[Problem]:
     """Every problem of `path`, in line order; a bad line raises `UserError` naming file:line:key."""
-    problems = []
-    for lineno, rec in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        question = rec.get(question_field)
-        if not isinstance(question, str) or not question.strip():
-            raise UserError(
-                f"{where}: key '{question_field}' is missing or not a non-empty string "
-                f"(set data.question_field to the key holding the question; this line has {sorted(rec)})"
-            )
-        answer = _text(rec.get(answer_field))
-        if answer is None:
-            raise UserError(
-                f"{where}: key '{answer_field}' is missing or not a string or number "
-                f"(set data.answer_field to the key holding the answer; this line has {sorted(rec)})"
-            )
-        problems.append(Problem(id=f"{path.stem}/{lineno}", question=question, answer=answer, meta={"source": "jsonl"}))
+    problems = rows_to_problems(((f"{path}:{n}", rec) for n, rec in read_jsonl(path)), question_field, answer_field,
+                                lambda i, where: f"{path.stem}/{where.rpartition(':')[2]}", "jsonl")
     if not problems:
         raise UserError(f"{path}: the file holds no problems")
     return problems

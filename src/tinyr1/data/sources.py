@@ -6,6 +6,7 @@
     math:<folder or hub id>    <folder>/train/<subject>/<id>.json (+ test/), or a mirror  math.py
     synthetic:<task>           a reasoning-gym task: basic_arithmetic, chain_sum, ...  synthetic.py
     jsonl:<file>               any JSON Lines file (cfg.question_field, cfg.answer_field)  jsonl.py
+    hf:<hub id or folder>      any `datasets` dataset, hub or save_to_disk folder (same fields)  rows.py
 
 A `gsm8k:`/`math:` location that is not an existing path but looks like `owner/name` is read
 from the hub (hub.py). The split rule, in short (splits.py has it in full): a source's own test
@@ -23,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyr1.config import DataConfig
-from tinyr1.data import gsm8k, hub, jsonl, math, synthetic
+from tinyr1.data import gsm8k, hub, jsonl, math, rows, synthetic
 from tinyr1.data.splits import SPLITS, Source, held_out_split
 from tinyr1.errors import UserError
 from tinyr1.types import Problem
@@ -34,6 +35,7 @@ SCHEMES = {
     "math": (math.open_folder, hub.open_math),
     "synthetic": (synthetic.open_task, None),
     "jsonl": (jsonl.open_file, None),
+    "hf": (rows.open_dataset, None),
 }
 _EXAMPLES = "gsm8k:../shared/data/GSM8K, math:../shared/data/MATH, synthetic:basic_arithmetic, jsonl:problems.jsonl"
 

@@ -1,7 +1,7 @@
 """Training loops, one file per algorithm; `get_recipe(algorithm)` returns its `train` function.
 
-Every loop has the signature `train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict`
-and writes the same run folder (see setup.py).
+Every loop has the signature `train(job: TrainJob, run_dir: Path, resume=False, rewards=None) -> dict`
+and writes the same run folder (training/run.py, training/checkpoint.py).
 """
 
 import importlib

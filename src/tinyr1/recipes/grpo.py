@@ -248,11 +248,12 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
-    """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
+def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | None = None) -> dict:
+    """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json.
+    `rewards`: callables for `module:function` names of `reward.weights`, handed in from Python."""
     # setup: data and rewards first (fail fast on bad input), then the model
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
-                                  device=job.model.device, dtype=job.sampling.dtype)  # orm:<folder> loads here
+                                  device=job.model.device, dtype=job.sampling.dtype, given=rewards)  # orm:<folder> loads here
     step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype)  # a rule, a PRM, or None
     data = load_data(job)
     model, tokenizer = build_policy(job)

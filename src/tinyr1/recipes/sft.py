@@ -157,8 +157,9 @@ def update(model, optimizer, scheduler, batches: list[MicroBatch], job: TrainJob
     return D.reduce_dict({"loss/sft": total}, "mean") | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
 
 
-def train(job: TrainJob, run_dir: Path, resume: bool = False) -> dict:
-    """Run SFT for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json."""
+def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | None = None) -> dict:
+    """Run SFT for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json
+    (`rewards` is accepted for the recipes' common signature; SFT has no reward)."""
     # setup: data first (fail fast on bad input), then the model
     data = load_data(job)
     model, tokenizer = build_policy(job)

@@ -18,18 +18,24 @@ from __future__ import annotations
 
 from functools import partial
 
+from tinyr1.rewards.callables import as_reward_fn, import_function
 from tinyr1.rewards.process import PROCESS_REWARDS
 from tinyr1.rewards.rules import REWARDS, RewardFn
 from tinyr1.rewards.spec import parse_process, parse_reward
 
 
 def build_reward_fns(weights: dict[str, float], style: str, fallback: bool = True, timeout: float = 5.0,
-                     device: str = "auto", dtype: str = "float32") -> dict[str, tuple[RewardFn, float]]:
-    """Bind each named reward function to the answer style; returns `{name: (fn, weight)}`."""
+                     device: str = "auto", dtype: str = "float32", given: dict | None = None) -> dict[str, tuple[RewardFn, float]]:
+    """Bind each named reward function to the answer style; returns `{name: (fn, weight)}`.
+
+    `given`: callables for `module:function` names, handed in from Python (`tinyr1.train`), used
+    instead of importing the name (a notebook's function has no module to import it from)."""
     fns = {}
     for name, weight in weights.items():
         spec = parse_reward(name)
-        if spec.kind == "orm":
+        if spec.kind == "python":
+            fns[name] = (as_reward_fn((given or {}).get(name) or import_function(name)), float(weight))
+        elif spec.kind == "orm":
             # loads torch and transformers: only when asked for
             from tinyr1.rewards.orm import OutcomeRewardModel
 

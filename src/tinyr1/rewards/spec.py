@@ -1,14 +1,17 @@
 """Reward names from the config, parsed in this one place.
 
 `reward.weights` names outcome reward functions: a rule of `rewards.rules.REWARDS`
-(`correctness`, `format`) or `orm:<folder>`, an outcome reward model written by `tinyr1 rm
-train`. `reward.process` names the step reward: `none`, a rule of `rewards.process.PROCESS_REWARDS`
+(`correctness`, `format`), `orm:<folder>`, an outcome reward model written by `tinyr1 rm
+train`, or `module:function`, a Python function of yours (`rewards.callables` adapts plain and
+TRL-style signatures). `reward.process` names the step reward: `none`, a rule of `rewards.process.PROCESS_REWARDS`
 (`arithmetic`, `reference`) or `prm:<folder>`, a process reward model from `tinyr1 prm train`.
 Validation, the reward builders and the recipes all read these records; no other module looks
 at the strings.
 
     >>> parse_reward("orm:runs/rm")
     RewardSpec(name='orm:runs/rm', kind='orm', target='runs/rm')
+    >>> parse_reward("my_rewards:brevity")
+    RewardSpec(name='my_rewards:brevity', kind='python', target='my_rewards:brevity')
     >>> parse_process("arithmetic")
     ProcessSpec(kind='rule', target='arithmetic')
     >>> parse_process("none") is None
@@ -32,8 +35,8 @@ class RewardSpec:
     """One outcome reward function of `reward.weights`."""
 
     name: str  # the key as written in the config ("correctness", "orm:runs/rm")
-    kind: Literal["rule", "orm"]
-    target: str  # the rule's name, or the reward model's folder
+    kind: Literal["rule", "orm", "python"]
+    target: str  # the rule's name, the reward model's folder, or `module:function`
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,12 @@ def parse_reward(name: str) -> RewardSpec:
         if not folder:
             raise UserError(f"config key 'reward.weights.{name}': expected orm:<folder of a reward model>")
         return RewardSpec(name, "orm", folder)
+    module, colon, function = name.partition(":")
+    if colon and module and function and all(part.isidentifier() for part in [*module.split("."), *function.split(".")]):
+        return RewardSpec(name, "python", name)
     if name not in REWARDS:
-        raise UserError(f"config key 'reward.weights.{name}': unknown reward function; known: {', '.join(REWARDS)}, orm:<folder>")
+        raise UserError(f"config key 'reward.weights.{name}': unknown reward function; known: {', '.join(REWARDS)}, "
+                        "orm:<folder>, module:function")
     return RewardSpec(name, "rule", name)
 
 

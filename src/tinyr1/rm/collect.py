@@ -16,7 +16,7 @@ import torch
 from tinyr1.config import RMCollectJob
 from tinyr1.data import load_problems
 from tinyr1.data.prompts import render_prompt
-from tinyr1.evaluate import pass_at_k
+from tinyr1.evaluation import pass_at_k
 from tinyr1.io import write_jsonl
 from tinyr1.models.load import load_model
 from tinyr1.rewards.answers import grade_many

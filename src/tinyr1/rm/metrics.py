@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tinyr1.evaluate import majority_correct
+from tinyr1.evaluation import majority_correct
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:

@@ -23,7 +23,7 @@ from typing import Any
 from tinyr1 import distributed as D
 from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
-from tinyr1.evaluate import evaluate, greedy_summary
+from tinyr1.evaluation import evaluate, greedy_summary
 from tinyr1.io import append_jsonl, write_json_atomic
 from tinyr1.plots import plot_run
 from tinyr1.tracking import MetricsLogger, Progress

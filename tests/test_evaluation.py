@@ -2,7 +2,7 @@
 
 import pytest
 
-from tinyr1.evaluate import majority_correct, pass_at_k, wilson_interval
+from tinyr1.evaluation import majority_correct, pass_at_k, wilson_interval
 
 
 def test_wilson_interval_by_hand():
