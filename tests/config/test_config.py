@@ -114,3 +114,18 @@ def test_training_needs_a_positive_temperature_while_eval_and_collect_allow_gree
     validate(load_config(RMCollectJob, None, {"sampling": {"temperature": 0.0}}))
     with pytest.raises(UserError, match="config key 'sampling.temperature': expected a number > 0, got 0.0"):
         validate(load_config(TrainJob, None, {"sampling": {"temperature": 0.0}}))
+
+
+def test_packaged_configs_are_found_from_any_folder(tmp_path, monkeypatch):
+    from tinyr1.config import TrainJob
+    from tinyr1.config.load import CONFIGS_DIR
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    for name in ("configs/sft_quickstart.yaml", "sft_quickstart.yaml"):
+        assert load_config(TrainJob, name).algorithm == "sft"
+    assert {p.name for p in CONFIGS_DIR.glob("*.yaml")} >= {"quickstart.yaml", "ppo_quickstart.yaml", "sft_quickstart.yaml"}
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "sft_quickstart.yaml").write_text("algorithm: ppo\n")  # a local file of that name wins
+    assert load_config(TrainJob, "configs/sft_quickstart.yaml").algorithm == "ppo"
+    with pytest.raises(UserError, match="nothere.yaml: config file not found \\(the packaged ones: .*quickstart.yaml"):
+        load_config(TrainJob, "nothere.yaml")

@@ -17,6 +17,7 @@ from pathlib import Path
 from tinyr1 import distributed as D
 from tinyr1.cli.args import load_job, split_resume, wants_help
 from tinyr1.config import ModelConfig, TrainJob, help_text, parse_overrides, validate
+from tinyr1.config.load import CONFIGS_DIR
 from tinyr1.errors import UserError
 from tinyr1.models.load import load_tokenizer
 from tinyr1.models.tiny import build_tiny_llama
@@ -24,7 +25,7 @@ from tinyr1.recipes import get_recipe
 from tinyr1.training.checkpoint import load_run_config, new_run_dir
 
 USAGE = __doc__.split("\n\n")[1]
-QUICKSTART = Path(__file__).resolve().parents[3] / "configs" / "quickstart.yaml"
+QUICKSTART = CONFIGS_DIR / "quickstart.yaml"
 
 
 def dry_run_job(job: TrainJob, tmp: Path) -> TrainJob:

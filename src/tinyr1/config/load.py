@@ -177,11 +177,27 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return nested
 
 
+# The configs shipped inside the package (the repository's `configs/` links here), so that a wheel
+# install runs `tinyr1 train` and `tinyr1 train configs/sft_quickstart.yaml` from any folder.
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` when it exists; else the packaged config of that name (`configs/x.yaml` or `x.yaml`)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    relative = Path(*path.parts[1:]) if path.parts[:1] == ("configs",) else path
+    packaged = CONFIGS_DIR / relative
+    return packaged if not path.is_absolute() and packaged.is_file() else path
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The top-level mapping of a YAML config file; `UserError` naming the file (and line) otherwise."""
-    path = Path(path)
+    path = resolve_config_path(path)
     if not path.is_file():
-        raise UserError(f"{path}: config file not found" + (" (a folder)" if path.is_dir() else ""))
+        shipped = ", ".join(sorted(p.name for p in CONFIGS_DIR.glob("*.yaml")))
+        raise UserError(f"{path}: config file not found" + (" (a folder)" if path.is_dir() else f" (the packaged ones: {shipped})"))
     try:
         values = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
     except UnicodeDecodeError as e:
