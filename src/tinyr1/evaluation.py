@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinyr1 import distributed as D
+from tinyr1.behaviour import has_self_check
 from tinyr1.config import GradingConfig, PromptConfig, SamplingConfig
 from tinyr1.data.prompts import render_prompt
 from tinyr1.rewards.answers import grade_many
@@ -73,14 +74,15 @@ def _run(model, tokenizer, problems, prompts, params, grading: GradingConfig, st
             dict(
                 id=p.id, mode=mode, sample=i % params.n, prompt=prompts[i // params.n], response=text,
                 extracted=g.extracted, method=g.method, reference=p.answer, correct=g.correct,
-                tokens=lengths[i], finished=not bool(rollout.truncated[i]),
+                tokens=lengths[i], finished=not bool(rollout.truncated[i]), self_check=has_self_check(text),
             )
         )
     return rows, sum(lengths)
 
 
 def greedy_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy (Wilson 95% interval), answer-found rate, mean length and truncation of greedy rows.
+    """Accuracy (Wilson 95% interval), answer-found rate, mean length, truncation and self-check
+    rate (`tinyr1.behaviour`) of greedy rows.
 
     Also how a sharded evaluation (one slice per process) is summarised from the gathered rows.
     """
@@ -94,6 +96,7 @@ def greedy_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         parsed_rate=sum(r["extracted"] is not None for r in rows) / n if n else 0.0,
         mean_response_tokens=sum(r["tokens"] for r in rows) / n if n else 0.0,
         truncated_rate=sum(not r["finished"] for r in rows) / n if n else 0.0,
+        self_check_rate=sum(bool(r.get("self_check")) for r in rows) / n if n else 0.0,
     )
 
 
@@ -172,6 +175,7 @@ def format_table(summary: dict[str, Any]) -> str:
         f"{'accuracy (greedy)':<22}{summary['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})",
         f"{'answer found':<22}{summary['parsed_rate']:.1%}",
         f"{'mean response tokens':<22}{summary['mean_response_tokens']:.1f}  (truncated {summary['truncated_rate']:.1%})",
+        f"{'self-check phrases':<22}{summary.get('self_check_rate', 0.0):.1%} of responses",
     ]
     lines += [f"{k:<22}{v:.1%}" for k, v in summary.items() if k.startswith(("pass@", "maj@"))]
     lines.append(f"{'time':<22}{summary['seconds']:.1f} s, {summary['tokens_per_second']:.1f} generated tokens/s")

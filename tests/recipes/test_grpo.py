@@ -48,11 +48,22 @@ def test_two_steps_train_every_parameter_and_write_the_run(tiny_job, lora_rank):
     for r in steps:
         assert math.isfinite(r["loss/policy"]) and math.isfinite(r["loss/grad_norm"])
         for key in ("reward/total", "reward/length_parity", "reward/accuracy", "reward/equal_groups", "loss/approx_kl",
-                    "loss/clip_frac_low", "loss/clip_frac_high", "loss/entropy", "rollout/response_length", "timing/rollout", "timing/reward", "timing/update"):
+                    "loss/clip_frac_low", "loss/clip_frac_high", "loss/entropy", "rollout/response_length",
+                    "rollout/truncated", "rollout/self_check", "timing/rollout", "timing/reward", "timing/update"):
             assert key in r
-    assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 2]
+        assert 0.0 <= r["rollout/self_check"] <= 1.0
+    evals = [r for r in rows if "eval/accuracy" in r]
+    assert [r["step"] for r in evals] == [0, 2] and all(0.0 <= r["eval/self_check"] <= 1.0 for r in evals)
     assert set(summary) >= {"eval_before", "eval_after", "wall_time_s"}
     assert summary["eval_after"]["n"] == 4
+    # every held-out evaluation's rows are saved, one per problem, and summary.json names the files
+    assert (summary["eval_before"]["rows_file"], summary["eval_after"]["rows_file"]) == ("eval/step-0.jsonl", "eval/step-2.jsonl")
+    for name in ("eval/step-0.jsonl", "eval/step-2.jsonl"):
+        saved = [json.loads(l) for l in (run_dir / name).read_text().splitlines()]
+        assert len(saved) == 4 and len({r["id"] for r in saved}) == 4
+        assert set(saved[0]) >= {"id", "response", "extracted", "correct", "tokens", "finished", "self_check"}
+        assert "prompt" not in saved[0]
+    assert sum(r["correct"] for r in saved) / 4 == summary["eval_after"]["accuracy"]
     assert (run_dir / "config.yaml").is_file() and (run_dir / "samples.jsonl").is_file()
     assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"reward.png", "accuracy.png", "response_length.png"}
 

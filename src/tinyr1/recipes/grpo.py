@@ -42,6 +42,7 @@ from tinyr1.algorithms.advantages import (
     rloo_advantages,
 )
 from tinyr1.algorithms.losses import aggregate, kl_penalty, masked_mean, policy_loss
+from tinyr1.behaviour import has_self_check
 from tinyr1.config import TrainJob
 from tinyr1.data.prompts import render_prompt
 from tinyr1.rewards.build import build_process_reward, build_reward_fns
@@ -287,12 +288,14 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
         # 5. log: statistics of the whole step, over every process's rows
         lengths = D.gather(torch.zeros(0) if empty else rollout.response_mask.sum(-1))
         truncated = D.gather(torch.zeros(0, dtype=torch.bool) if empty else rollout.truncated)
+        self_check = D.gather(torch.tensor([has_self_check(t) for t in ([] if empty else rollout.texts)], dtype=torch.float32))
         parts = {k: D.gather(v) for k, v in rewards.parts.items()}
         metrics |= {f"reward/{k}": v.mean().item() for k, v in parts.items()}
         metrics |= {
             "reward/total": everyone.mean().item(), "reward/std": everyone.std().item() if len(everyone) > 1 else 0.0,
             "reward/equal_groups": batch.equal_share, "rollout/response_length": lengths.mean().item(),
-            "rollout/truncated": truncated.float().mean().item(), "rollout/refills": batch.refills,
+            "rollout/truncated": truncated.float().mean().item(), "rollout/self_check": self_check.mean().item(),
+            "rollout/refills": batch.refills,
             "rollout/tokens": int(lengths.sum()),
         }
         metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": rewards.seconds,

@@ -34,6 +34,7 @@ import torch
 from tinyr1 import distributed as D
 from tinyr1.algorithms.advantages import gae, whiten
 from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
+from tinyr1.behaviour import has_self_check
 from tinyr1.config import TrainJob
 from tinyr1.data.prompts import render_prompt
 from tinyr1.rewards.build import build_process_reward, build_reward_fns
@@ -241,6 +242,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
             "reward/total": D.gather(rewards.total).mean().item(), "loss/kl": mean_kl, "ppo/kl_coef": kl_coef,
             "value/mean": batch_mean(exp.values, exp.mask), "rollout/response_length": lengths.mean().item(),
             "rollout/truncated": D.gather(rollout.truncated).float().mean().item(), "rollout/tokens": int(lengths.sum()),
+            "rollout/self_check": D.gather(torch.tensor([float(has_self_check(t)) for t in rollout.texts])).mean().item(),
         }
         metrics |= D.reduce_dict({"timing/rollout": t_rollout, "timing/reward": rewards.seconds,
                                   "timing/update": time.perf_counter() - t_update, "timing/step": time.perf_counter() - t_step},

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyr1 import distributed as D
+from tinyr1 import eval_files
 from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
 from tinyr1.evaluation import evaluate, greedy_summary
@@ -40,11 +41,13 @@ from tinyr1.training.problems import Problems
 from tinyr1.types import Problem, Rollout
 
 
-def heldout_eval(model, tokenizer, problems: list[Problem], job: TrainJob, shots: list[Problem] = ()) -> dict[str, float]:
-    """Greedy accuracy on held-out problems as `eval/` metrics (model left in eval mode).
+def heldout_eval(model, tokenizer, problems: list[Problem], job: TrainJob,
+                 shots: list[Problem] = ()) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Greedy accuracy on held-out problems as `eval/` metrics, and the per-problem rows (model
+    left in eval mode).
 
     With several processes each one evaluates its contiguous slice (`distributed.shard`) and the
-    per-problem rows are gathered: every process returns the metrics of all the problems.
+    per-problem rows are gathered: every process returns the metrics and rows of all the problems.
     """
     model.eval()
     share = D.shard(problems)
@@ -56,22 +59,26 @@ def heldout_eval(model, tokenizer, problems: list[Problem], job: TrainJob, shots
         s, rows = greedy_summary([]) | {"seconds": 0.0}, []
     if D.world_size() > 1:
         seconds = D.all_reduce_max(float(s["seconds"]))
-        s = greedy_summary([row for part in D.gather_objects(rows) for row in part]) | {"seconds": seconds}
+        rows = [row for part in D.gather_objects(rows) for row in part]
+        s = greedy_summary(rows) | {"seconds": seconds}
     lo, hi = s["accuracy_ci95"]
     return {
         "eval/accuracy": s["accuracy"], "eval/accuracy_ci_low": lo, "eval/accuracy_ci_high": hi, "eval/n": s["n"],
-        "eval/response_length": s["mean_response_tokens"], "eval/parsed_rate": s["parsed_rate"], "eval/seconds": s["seconds"],
-    }
+        "eval/response_length": s["mean_response_tokens"], "eval/parsed_rate": s["parsed_rate"],
+        "eval/truncated": s["truncated_rate"], "eval/self_check": s["self_check_rate"], "eval/seconds": s["seconds"],
+    }, rows
 
 
-def eval_record(metrics: dict[str, float]) -> dict[str, Any]:
-    """The summary.json form of one held-out evaluation."""
+def eval_record(metrics: dict[str, float], step: int) -> dict[str, Any]:
+    """The summary.json form of one held-out evaluation; `rows_file` holds its per-problem rows."""
     return {
         "accuracy": metrics["eval/accuracy"],
         "accuracy_ci95": [metrics["eval/accuracy_ci_low"], metrics["eval/accuracy_ci_high"]],
         "n": metrics["eval/n"],
         "parsed_rate": metrics["eval/parsed_rate"],
         "mean_response_tokens": metrics["eval/response_length"],
+        "self_check_rate": metrics.get("eval/self_check", 0.0),
+        "rows_file": eval_files.rows_file(step),
     }
 
 
@@ -120,12 +127,13 @@ class Run:
     """Everything around a loop's steps: the run folder, resume, periodic evals and checkpoints,
     metrics and progress, then the final eval, model, summary and plots.
 
-    `config`: the job, written to config.yaml; `evaluate()`: held-out metrics (`eval/...`), or None
-    for runs without one (reward models); `describe`: fields added to summary.json.
+    `config`: the job, written to config.yaml; `evaluate(step)`: held-out metrics (`eval/...`) of
+    the model at `step` (its rows saved as `eval_files.rows_file(step)`), or None for runs without
+    one (reward models); `describe`: fields added to summary.json.
     """
 
     def __init__(self, run_dir: Path, config, settings: Settings, state: State, resume: bool,
-                 evaluate: Callable[[], dict[str, float]] | None = None, describe: dict[str, Any] | None = None):
+                 evaluate: Callable[[int], dict[str, float]] | None = None, describe: dict[str, Any] | None = None):
         self.run_dir, self.settings, self.state, self._evaluate = run_dir, settings, state, evaluate
         self.describe = describe or {}
         self.start, elapsed, self.extra, self.summary = 0, 0.0, {}, {}
@@ -137,6 +145,7 @@ class Run:
             self.summary = read_summary(run_dir)
             if D.is_main():
                 truncate_logs(run_dir, self.start)
+                eval_files.prune(run_dir, self.start)  # evaluations the resumed run will redo
         else:
             if D.is_main():
                 create_run_dir(run_dir, config)
@@ -146,9 +155,9 @@ class Run:
                                     project=settings.project)
         self.t0 = time.perf_counter() - elapsed
         if not resume and evaluate is not None:
-            before = evaluate()
+            before = evaluate(0)
             self.logger.log(before, step=0)
-            self.summary = {"eval_before": eval_record(before)}
+            self.summary = {"eval_before": eval_record(before, 0)}
             if D.is_main():
                 write_json_atomic(run_dir / "summary.json", self.summary)
 
@@ -172,7 +181,7 @@ class Run:
         self.logger.log(metrics, step)
         self.last_step = step
         if self._evaluate is not None and s.eval_every and step % s.eval_every == 0 and step != s.steps:
-            ev = self._evaluate()
+            ev = self._evaluate(step)
             self.logger.log(ev, step)
             metrics = metrics | ev
         if s.save_every and step % s.save_every == 0:
@@ -185,9 +194,9 @@ class Run:
         summary.json and plots; returns the summary. `summary`: more fields for summary.json."""
         self.progress.close()
         if self._evaluate is not None:
-            after = self._evaluate()
+            after = self._evaluate(self.last_step)
             self.logger.log(after, step=self.last_step)
-            self.summary |= {"eval_after": eval_record(after)}
+            self.summary |= {"eval_after": eval_record(after, self.last_step)}
         self.summary |= {"steps": self.last_step, "wall_time_s": round(self.elapsed, 1)} | self.describe | (summary or {})
         if save is None:
             save_final(self.run_dir, self.state.model, self.state.tokenizer)  # every process: sharded weights are gathered
@@ -203,13 +212,16 @@ class Run:
 
 def policy_run(job: TrainJob, run_dir: Path, resume: bool, state: State, data: Problems, sampler) -> Run:
     """The Run of an SFT / GRPO / PPO job: held-out greedy accuracy (on the sampling copy) before
-    training, every `run.eval_every` steps and after."""
+    training, every `run.eval_every` steps and after, each evaluation's rows in `eval/step-<k>.jsonl`."""
     r = job.run
     settings = Settings(steps=r.steps, seed=r.seed, save_every=r.save_every, eval_every=r.eval_every, progress=r.progress,
                         report_to=r.report_to, project=r.project, desc=job.algorithm)
 
-    def evaluate() -> dict[str, float]:
-        return heldout_eval(sampler.refresh(D.unwrap(state.model)), state.tokenizer, data.heldout, job, data.shots)
+    def evaluate(step: int) -> dict[str, float]:
+        metrics, rows = heldout_eval(sampler.refresh(D.unwrap(state.model)), state.tokenizer, data.heldout, job, data.shots)
+        if D.is_main():
+            eval_files.write_rows(run_dir, step, rows)
+        return metrics
 
     return Run(run_dir, job, settings, state, resume, evaluate,
                describe={"model": job.model.name, "data": job.data.source, "algorithm": job.algorithm})
