@@ -21,11 +21,12 @@ def _synthetic_run(run_dir, steps=30, eval_every=10):
         acc = min(1.0, 0.2 + step / steps * 0.5 + rng.uniform(-0.1, 0.1))
         logger.log({"reward/correctness": acc, "reward/format": 0.5 + step / (2 * steps), "reward/total": acc + 0.1,
                     "reward/accuracy": acc, "reward/equal_groups": 0.3, "rollout/response_length": 120 - step,
-                    "loss/approx_kl": 0.001 * step, "loss/kl": 0.002 * step, "time/elapsed": 10.0 * step}, step)
+                    "loss/approx_kl": 0.001 * step, "loss/kl": 0.002 * step, "rollout/self_check": step / (2 * steps),
+                    "rollout/truncated": 0.1, "time/elapsed": 10.0 * step}, step)
         if step % eval_every == 0:
             logger.log({"eval/accuracy": 0.2 + step / steps / 2, "eval/accuracy_ci_low": 0.1 + step / steps / 2,
-                        "eval/accuracy_ci_high": 0.3 + step / steps / 2, "eval/n": 100,
-                        "eval/response_length": 100.0, "time/elapsed": 10.0 * step + 5}, step)
+                        "eval/accuracy_ci_high": 0.3 + step / steps / 2, "eval/n": 100, "eval/self_check": 0.2,
+                        "eval/truncated": 0.05, "eval/response_length": 100.0, "time/elapsed": 10.0 * step + 5}, step)
     return run_dir
 
 
@@ -57,10 +58,10 @@ def test_moving_average_is_trailing_and_ignores_nan():
     assert moving_average([1.0, 3.0, math.nan, 5.0], 2) == [1.0, 2.0, 3.0, 5.0]
 
 
-def test_plot_run_writes_the_four_figures(tmp_path):
+def test_plot_run_writes_the_five_figures(tmp_path):
     run = _synthetic_run(tmp_path / "demo")
     paths = plot_run(run)
-    assert [p.name for p in paths] == ["reward.png", "accuracy.png", "response_length.png", "kl.png"]
+    assert [p.name for p in paths] == ["reward.png", "accuracy.png", "response_length.png", "kl.png", "behaviour.png"]
     for path in paths:
         assert path.parent == run / "plots"
         _assert_png(path)
@@ -79,7 +80,7 @@ def test_plot_run_smooths_a_long_run_after_a_resume(tmp_path):
     logger = MetricsLogger(run)
     for step in range(100, 121):  # resumed from step 99: steps 100..120 logged twice
         logger.log({"reward/total": 0.9, "eval/accuracy": 0.8} if step == 120 else {"reward/total": 0.9}, step)
-    assert len(plot_run(run)) == 4
+    assert len(plot_run(run)) == 5  # the synthetic run logs behaviour metrics too
     rows = read_metrics(run / "metrics.jsonl")
     assert len(series(rows, "reward/total").x) == 120
 

@@ -6,7 +6,10 @@
 - `accuracy.png`: held-out `eval/accuracy` with its 95% interval as a band, and the training
   accuracy `reward/accuracy` as a thinner line;
 - `response_length.png`: `rollout/response_length` (and `eval/response_length`) in tokens;
-- `kl.png`: `loss/approx_kl` and `loss/kl`.
+- `kl.png`: `loss/approx_kl` and `loss/kl`;
+- `behaviour.png`: R1-style behaviour as shares of responses: self-check phrases
+  (`rollout/self_check`, `eval/self_check`; see `tinyr1.behaviour`) and truncation
+  (`rollout/truncated`, `eval/truncated`).
 
 A figure whose keys are absent from the file is skipped. `plot_curves(runs, key, ...)` overlays one
 metric across several runs (the comparison report uses it). Usage::
@@ -47,7 +50,16 @@ _AXIS_LABELS = {
     "eval/response_length": "response length (tokens)",
     "loss/approx_kl": "KL estimate (nats per token)",
     "loss/kl": "KL estimate (nats per token)",
+    "rollout/self_check": "responses with a self-check phrase (fraction)",
+    "eval/self_check": "responses with a self-check phrase (fraction)",
 }
+# The behaviour figure's curves: (metric, label, thin).
+BEHAVIOUR = (
+    ("rollout/self_check", "self-check phrases: training rollouts", False),
+    ("eval/self_check", "self-check phrases: held-out", False),
+    ("rollout/truncated", "truncated: training rollouts", True),
+    ("eval/truncated", "truncated: held-out", True),
+)
 
 
 @dataclass
@@ -168,6 +180,12 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         kl.append(_Line("kl: policy vs reference", series(rows, "loss/kl")))
     if kl:
         written.append(_draw(out_dir / "kl.png", kl, f"{name}: KL", "step", "KL estimate (nats per token)"))
+
+    behaviour = [_Line(label, series(rows, key), thin=thin, markers=key.startswith("eval/"))
+                 for key, label, thin in BEHAVIOUR if key in keys]
+    if behaviour:
+        written.append(_draw(out_dir / "behaviour.png", behaviour, f"{name}: self-checks and truncation", "step",
+                             "share of responses", ylim=(-0.02, 1.02)))
     return written
 
 

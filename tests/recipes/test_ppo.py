@@ -62,6 +62,7 @@ def test_two_ppo_steps_train_policy_and_value_head(tiny_job, tiny_model_dir, ove
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         assert math.isfinite(r["loss/policy"]) and math.isfinite(r["loss/value"]) and r["loss/grad_norm"] > 0
+        assert 0.0 <= r["rollout/self_check"] <= 1.0 and 0.0 <= r["rollout/truncated"] <= 1.0
     critic = torch.load(run_dir / "final" / "critic.pt")
     assert critic["head.weight"].abs().sum() > 0  # the value head trained (it starts at zero)
     if job.lora.rank == 0:  # the policy: every weight of the full model moved
