@@ -31,15 +31,27 @@ def _eval_line(step, elapsed, rec, **extra):
 
 
 def make_run(root, name, *, algorithm="grpo", section=None, rank=32, before=BASE, after=None, steps=4,
-             done_steps=None, wall_s=120.0, train_keys=True, final_eval_extra=None, model="tiny-model"):
+             done_steps=None, wall_s=120.0, train_keys=True, final_eval_extra=None, model="tiny-model", saved=None,
+             strict=None):
     """A run folder: config.yaml, metrics.jsonl (30 s per step, 250 tokens per step), summary.json.
 
-    `after=None` leaves the run unfinished after `done_steps` steps (no eval_after).
+    `after=None` leaves the run unfinished after `done_steps` steps (no eval_after). `saved`: (before
+    rows, after rows) saved as eval/step-0.jsonl and eval/step-<steps>.jsonl, their accuracy written
+    into the summary's records; `strict`: a GSM8K-style run graded with (False) or without (True)
+    the last-number fallback.
     """
     run = root / name
     run.mkdir(parents=True)
     config = {"algorithm": algorithm, "model": {"name": model}, "data": {"source": "synthetic:basic_arithmetic"},
               "lora": {"rank": rank}, "run": {"name": name, "steps": steps}, algorithm: section or {}}
+    if strict is not None:
+        config |= {"prompt": {"style": "gsm8k"}, "grading": {"fallback": not strict}}
+    if saved:
+        (run / "eval").mkdir()
+        for step, part in zip((0, steps), saved):
+            (run / "eval" / f"step-{step}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+        before = _rows_record(saved[0], "eval/step-0.jsonl")
+        after = _rows_record(saved[1], f"eval/step-{steps}.jsonl") if after else None
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     done = steps if after else (done_steps or 0)
     rows = [_eval_line(0, 10.0, before)] if before else []
@@ -56,6 +68,31 @@ def make_run(root, name, *, algorithm="grpo", section=None, rank=32, before=BASE
                     "data": "synthetic:basic_arithmetic", "algorithm": algorithm}
     (run / "summary.json").write_text(json.dumps(summary))
     return run
+
+
+def eval_rows(n, right, no_marker_right=(), self_check=(), truncated=(), tokens=20):
+    """n GSM8K-style greedy rows graded strictly: `right` answered `#### <ref>`; `no_marker_right` end
+    with the right number but no `####` (wrong strictly, right with the fallback); the rest `#### 0`."""
+    rows = []
+    for i in range(n):
+        ref = str(i + 1)
+        if i in right:
+            response, extracted, method = f"{i} + 1 = {ref}\n#### {ref}", ref, "style"
+        elif i in no_marker_right:
+            response, extracted, method = f"{i} + 1 = {ref}, so {ref}", None, None
+        else:
+            response, extracted, method = "#### 0", "0", "style"
+        rows.append({"id": f"gsm8k/train/{i}", "mode": "greedy", "sample": 0,
+                     "response": ("Wait. " if i in self_check else "") + response, "extracted": extracted,
+                     "method": method, "reference": ref, "correct": i in right, "tokens": tokens,
+                     "finished": i not in truncated, "self_check": i in self_check})
+    return rows
+
+
+def _rows_record(rows, name):
+    correct = sum(r["correct"] for r in rows)
+    return _record(correct / len(rows), max(0.0, correct / len(rows) - 0.2), min(1.0, correct / len(rows) + 0.2),
+                   n=len(rows), rows_file=name)
 
 
 @pytest.fixture
@@ -233,3 +270,65 @@ def test_no_run_folders_exits_2(tmp_path, capsys):
 def test_import_loads_neither_torch_nor_matplotlib():
     code = "import sys, tinyr1.report; print(sorted({'torch', 'matplotlib'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- saved rows: paired tests, grading
+
+
+BEFORE_ROWS = eval_rows(20, right={0, 1, 2, 3, 4})  # 5 of 20 right: 25%
+# After: 2, 3, 4 still right, 0 and 1 lost (only before: b = 2), 5..14 gained (only after: c = 10): 13 of 20 = 65%;
+# 15 and 16 end on the right number without `####`: wrong strictly, right with the last-number fallback (15 of 20).
+AFTER_ROWS = eval_rows(20, right=set(range(2, 15)), no_marker_right={15, 16}, self_check={2, 3, 4, 5}, truncated={19},
+                       tokens=30)
+
+
+def test_a_strict_run_shows_its_paired_p_and_the_fallback_figure_beside_it(tmp_path):
+    run = make_run(tmp_path, "strict", after=True, saved=(BEFORE_ROWS, AFTER_ROWS), strict=True)
+    text = write_report([run], tmp_path / "out").read_text()
+    assert ("| held-out accuracy after (95% interval) | change (points) | p (after vs before) | grading "
+            "| other grading (same responses) |") in text
+    # McNemar, b = 2, c = 10: p = 2 * (1 + 12 + 66) / 4096 = 0.0386
+    assert "| 65.0% [45.0, 85.0] | +40.0 | 0.0386 | strict | last-number fallback: 75.0% |" in text
+    # the base row: the before rows re-graded with the fallback are the same 25% (every wrong row has a marker)
+    assert "| 25.0% [5.0, 45.0] | - | - | strict | last-number fallback: 25.0% |" in text
+    assert ("up 40.0 points from the base model's 25.0% [5.0, 45.0] before training; paired on the same 20 problems "
+            "(10 right only after, 2 only before), McNemar's exact test: significant at the 0.05 level but not at 0.01 "
+            "(p = 0.0386); the change is +40.0 [") in text
+    assert "intervals overlap" not in text and "Graded with the last-number fallback" not in text
+    # behaviour: 20 -> 30 tokens, 0% -> 5% truncated, 0% -> 20% self-checks
+    assert "| strict | 20.0 -> 30.0 | 0.0% -> 5.0% | 0.0% -> 20.0% |" in text
+
+
+def test_runs_on_the_same_problems_are_compared_pairwise_and_the_runner_up_by_the_paired_test(tmp_path):
+    better = make_run(tmp_path, "better", after=True, saved=(BEFORE_ROWS, AFTER_ROWS), strict=True)
+    # worse: right on 0..6 (7 of 20 = 35%); against better: only worse right 0, 1 (a = 2), only better 7..14 (c = 8)
+    worse = make_run(tmp_path, "worse", after=True, saved=(BEFORE_ROWS, eval_rows(20, right=set(range(7)))), strict=True)
+    text = write_report([worse, better], tmp_path / "out").read_text()
+    # b = 2, c = 8: p = 2 * (1 + 10 + 45) / 1024 = 112 / 1024 = 0.109
+    assert "| A | B | n | A accuracy | B accuracy | B - A (points) | only A right | only B right | p | grading |" in text
+    assert "| worse | better | 20 | 35.0% | 65.0% | +30.0 [" in text and "| 2 | 8 | 0.109 | strict |" in text
+    assert ("The runner-up, **worse** (grpo) at 35.0% [15.0, 55.0], paired with it on the same 20 problems (2 + 8 "
+            "answered by only one of the two): not significant (p = 0.109); the two are not distinguishable") in text
+
+
+def test_runs_on_different_problems_are_not_paired(tmp_path):
+    a = make_run(tmp_path, "a", after=True, saved=(BEFORE_ROWS, AFTER_ROWS), strict=True)
+    b = make_run(tmp_path, "b", after=True, saved=(BEFORE_ROWS[:10], AFTER_ROWS[:10]), strict=True)
+    text = write_report([a, b], tmp_path / "out").read_text()
+    assert "## Paired comparisons" not in text
+    assert "The runner-up, **a** (grpo) at 65.0% [45.0, 85.0], overlaps it" in text  # b: 8 of its 10 right
+
+
+def test_a_gsm8k_run_graded_with_the_fallback_is_flagged_with_its_strict_figure(tmp_path):
+    # the same responses graded with the fallback: 15 and 16 count (15 of 20 = 75%); strictly 13 of 20
+    graded = [r | {"correct": r["correct"] or r["id"] in {"gsm8k/train/15", "gsm8k/train/16"},
+                   "method": r["method"] or "fallback"} for r in AFTER_ROWS]
+    run = make_run(tmp_path, "loose", after=True, saved=(BEFORE_ROWS, graded), strict=False)
+    text = write_report([run], tmp_path / "out").read_text()
+    assert "| 75.0% [55.0, 95.0] | +50.0 |" in text and "| fallback | strict: 65.0% |" in text
+    assert "Graded with the last-number fallback, so not the strict GSM8K figure: loose" in text
+
+
+def test_summary_without_rows_files_keeps_the_interval_verdict(three_runs, tmp_path):
+    text = write_report(list(three_runs), tmp_path / "out").read_text()
+    assert "p (after vs before)" not in text and "## Paired comparisons" not in text and "## Held-out behaviour" not in text

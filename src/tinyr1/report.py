@@ -8,11 +8,19 @@
   change in points, and pass@k / maj@k when some run measured them. When every run starts from
   the same model and held-out set (same data, same accuracy and n before training), that shared
   starting point is one "base model" row and the runs show their accuracy after training;
+- when the runs saved their held-out rows (`eval/step-<k>.jsonl`, `tinyr1.eval_files`): the
+  grading (strict or last-number fallback) and, beside a strict run's accuracy, the fallback
+  accuracy of the same responses (labelled); the p-value of McNemar's exact test of each run
+  after vs before training on the same problems; a table of paired run-vs-run comparisons on a
+  shared held-out set (`tinyr1.comparisons`, `tinyr1.stats`); and the held-out behaviour before
+  -> after (response tokens, truncation, self-check phrases);
 - a verdict computed from the numbers: the run with the highest held-out accuracy, and whether
-  its interval overlaps the base model's and the runner-up's (overlapping Wilson intervals are
-  read as "not distinguishable at this sample size", a conservative reading);
+  it stands apart from its start and from the runner-up: by the paired test when the rows are
+  there (p < 0.01 / 0.05 on the same problems), else by whether the 95% Wilson intervals overlap
+  (read as "not distinguishable at this sample size", a conservative reading);
 - overlaid curves (`plots.plot_curves`) of reward, held-out accuracy (with its interval band),
-  response length and approx KL, against step and against wall time, as PNGs next to report.md.
+  response length, approx KL and self-check rates, against step and against wall time, as PNGs
+  next to report.md.
 
 A run still training (no `eval_after` yet) is listed as unfinished with its latest evaluation.
 Usage::
@@ -34,10 +42,12 @@ from typing import Any
 
 import yaml
 
+from tinyr1 import comparisons as C
 from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
 from tinyr1.io import write_text_atomic
 from tinyr1.plots import EVAL_BAND, plot_curves, series
+from tinyr1.stats import PairedComparison
 from tinyr1.tracking import METRICS_FILE, read_metrics
 
 # The config keys that tell variants of one algorithm apart, and how a non-default value reads in
@@ -55,6 +65,8 @@ FIGURES = (
     ("eval/accuracy", "accuracy", "held-out accuracy", EVAL_BAND),
     ("rollout/response_length", "response_length", "response length", None),
     ("loss/approx_kl", "kl", "KL to the rollout policy (approx_kl)", None),
+    ("rollout/self_check", "self_check", "training responses with a self-check phrase", None),
+    ("eval/self_check", "eval_self_check", "held-out responses with a self-check phrase", None),
 )
 X_AXES = (("step", "step", "training step"), ("time/elapsed", "time", "wall time"))
 SAMPLED = re.compile(r"(pass|maj)@\d+")  # sampled-eval metrics shown as extra columns
@@ -80,6 +92,8 @@ class Run:
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, record) of the latest eval, if unfinished
     extras: dict[str, float] = field(default_factory=dict)  # pass@k / maj@k after training
     rows: list[dict[str, Any]] = field(default_factory=list)
+    evals: C.Evals | None = None  # the saved held-out rows before / after, and their grading
+    paired: PairedComparison | None = None  # after vs before on the same problems (from `evals`)
 
 
 def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> Path:
@@ -95,11 +109,15 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = shared_base(runs)
+    pairs = C.pairwise([(r.name, r.evals) for r in runs if r.after and r.evals])
     lines = [f"# {title or 'tinyr1 report'}", "", "Runs: " + ", ".join(f"`{r.path}`" for r in runs) + ".", ""]
     lines += [_base_sentence(runs, base), "", *table(runs, base), ""]
     lines += ["Intervals are 95% Wilson intervals on the held-out problems; wall time and tokens are for the whole "
               "run, evaluations included in wall time.", ""]
-    lines += ["## Verdict", "", verdict(runs, base), "", *_figures(runs, out)]
+    if any(r.evals and (r.evals.before or r.evals.after) for r in runs):
+        lines += [C.PAIRED_NOTE, ""]
+    lines += [*C.paired_section(pairs), *C.behaviour_section([(r.name, r.evals) for r in runs if r.evals])]
+    lines += ["## Verdict", "", verdict(runs, base, pairs), "", *_figures(runs, out)]
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path
@@ -144,8 +162,9 @@ def load_run(path: Path, name: str | None = None) -> Run:
         steps=str(summary.get("steps", planned)) if after else f"{last_step} of {planned} (unfinished)",
         wall_min=_wall_minutes(summary, rows, finished=after is not None),
         tokens=int(sum(v for v in tokens if not math.isnan(v))) if tokens else None,
-        before=before, after=after, rows=rows,
+        before=before, after=after, rows=rows, evals=C.load_evals(path, summary, config),
     )
+    run.paired = C.self_test(run.name, run.evals)
     late = [s for s in evals if s > 0]
     if after is None and late:
         run.last_eval = (max(late), _eval_row_record(evals[max(late)]))
@@ -252,11 +271,15 @@ def table(runs: list[Run], base: dict[str, Any] | None) -> list[str]:
     """The Markdown table's lines: a base model row first when `base` is given, then one row per run."""
     extras = sorted({k for r in runs for k in r.extras}, key=lambda k: (not k.startswith("pass@"), int(k.split("@")[1])))
     accuracy = "held-out accuracy after" if base else "held-out accuracy before -> after"
+    paired = any(r.paired for r in runs)  # a p column
+    saved = any(r.evals and (r.evals.before or r.evals.after) for r in runs)  # grading columns
     header = ["run", "method", "model", "LoRA rank", "steps", "wall time (min)", "tokens generated",
-              f"{accuracy} (95% interval)", "change (points)", *extras]
+              f"{accuracy} (95% interval)", "change (points)", *(["p (after vs before)"] * paired),
+              *(["grading", "other grading (same responses)"] * saved), *extras]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     if base:
-        cells = ["base model", NONE, runs[0].model, NONE, "0", NONE, NONE, fmt_accuracy(base), NONE]
+        cells = ["base model", NONE, runs[0].model, NONE, "0", NONE, NONE, fmt_accuracy(base), NONE, *([NONE] * paired)]
+        cells += _grading_cells(runs[0], runs[0].evals.before if runs[0].evals else None) if saved else []
         lines.append(_table_line(cells + [_pct(base.get(k)) for k in extras]))
     for r in runs:
         if r.after:
@@ -270,8 +293,18 @@ def table(runs: list[Run], base: dict[str, Any] | None) -> list[str]:
         wall = f"{r.wall_min:.1f}" if r.wall_min is not None else NONE
         tokens = f"{r.tokens:,}" if r.tokens is not None else NONE
         cells = [r.name, r.method, r.model, r.lora, r.steps, wall, tokens, result, change]
+        cells += [C.fmt_p(r.paired.p_value) if r.paired else NONE] * paired
+        cells += _grading_cells(r, r.evals.after if r.evals and r.after else None) if saved else []
         lines.append(_table_line(cells + [_pct(r.extras.get(k)) for k in extras]))
     return lines
+
+
+def _grading_cells(run: Run, rows: list[dict[str, Any]] | None) -> list[str]:
+    """[grading, the other grading's accuracy of the same responses]; `-` without saved rows."""
+    if run.evals is None:
+        return [NONE, NONE]
+    other = C.other_grading(run.evals, rows)
+    return [run.evals.grading, f"{other[0]}: {other[1]:.1%}" if other else NONE]
 
 
 def _table_line(cells: list[str]) -> str:
@@ -293,8 +326,9 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a_lo <= b_hi and b_lo <= a_hi
 
 
-def verdict(runs: list[Run], base: dict[str, Any] | None) -> str:
-    """A few sentences from the numbers: the best run, and whether it stands apart from its start and the runner-up."""
+def verdict(runs: list[Run], base: dict[str, Any] | None, pairs: list[tuple[str, str, PairedComparison, str]] = ()) -> str:
+    """A few sentences from the numbers: the best run, and whether it stands apart from its start and the
+    runner-up: by the paired test where saved rows allow (`pairs`, `Run.paired`), else by interval overlap."""
     done = sorted((r for r in runs if r.after), key=lambda r: -r.after["accuracy"])  # stable: ties keep input order
     if not done:
         return "No run has finished its final held-out evaluation yet, so there is no verdict."
@@ -308,21 +342,42 @@ def verdict(runs: list[Run], base: dict[str, Any] | None) -> str:
         move = "unchanged from" if abs(points) < 0.05 else f"{'up' if points > 0 else 'down'} {abs(points):.1f} points from"
         whose = "the base model's" if base else "its own"
         text[0] += f", {move} {whose} {fmt_accuracy(start)} before training"
-        text[0] += (f"; the intervals overlap, so the change is not distinguishable at this sample size (n={n})."
-                    if _overlap(best.after, start) else "; the intervals do not overlap.")
+        if best.paired:
+            c = best.paired
+            text[0] += (f"; paired on the same {c.n} problems ({c.only_b} right only after, {c.only_a} only before), "
+                        f"McNemar's exact test: {C.significance(c.p_value)}; the change is {C.fmt_difference(c)} "
+                        "points (95% paired bootstrap interval).")
+        else:
+            text[0] += (f"; the intervals overlap, so the change is not distinguishable at this sample size (n={n})."
+                        if _overlap(best.after, start) else "; the intervals do not overlap.")
     else:
         text[0] += "."
     if len(done) > 1:
-        second = done[1]
-        text.append(f"The runner-up, **{second.name}** ({second.method}) at {fmt_accuracy(second.after)}, "
-                    + ("overlaps it: the two are not distinguishable at this sample size."
-                       if _overlap(best.after, second.after) else f"does not overlap it: **{best.name}** is ahead."))
+        text.append(_runner_up(best, done[1], pairs))
     if not base and len(runs) > 1:
         text.append("The runs differ in base model or held-out set, so compare their accuracies with care.")
+    not_strict = [r.name for r in done if r.evals and r.evals.grading == C.FALLBACK and r.evals.style == "gsm8k"]
+    if not_strict:
+        text.append(f"Graded with the last-number fallback, so not the strict GSM8K figure: {', '.join(not_strict)} "
+                    "(the strict accuracy of the same responses is in the other-grading column).")
     unfinished = [r.name for r in runs if not r.after]
     if unfinished:
         text.append(f"Unfinished, left out of the verdict: {', '.join(unfinished)}.")
     return " ".join(text)
+
+
+def _runner_up(best: Run, second: Run, pairs: list[tuple[str, str, PairedComparison, str]]) -> str:
+    """The runner-up sentence: the paired test of the two when they share a held-out set, else interval overlap."""
+    text = f"The runner-up, **{second.name}** ({second.method}) at {fmt_accuracy(second.after)}, "
+    found = [c for a, b, c, _ in pairs if {a, b} == {best.name, second.name}]
+    if found:
+        c = found[0]
+        ahead = c.p_value < 0.05
+        return text + (f"paired with it on the same {c.n} problems ({c.only_a} + {c.only_b} answered by only one of the "
+                       f"two): {C.significance(c.p_value)}; "
+                       + (f"**{best.name}** is ahead." if ahead else "the two are not distinguishable at this sample size."))
+    return text + ("overlaps it: the two are not distinguishable at this sample size."
+                   if _overlap(best.after, second.after) else f"does not overlap it: **{best.name}** is ahead.")
 
 
 # ----------------------------------------------------------------------------- figures

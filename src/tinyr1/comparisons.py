@@ -1,0 +1,175 @@
+"""The report's paired comparisons, from the per-problem rows a training run saves for each held-out
+evaluation (`tinyr1.eval_files`; summary.json names the files of eval_before and eval_after).
+
+- each run after training against itself before, on the same problems (`self_test`);
+- run against run, when two runs were evaluated on the same held-out problems (`pairwise`);
+- strict and last-number-fallback accuracy of the same responses (`other_grading`), since GSM8K
+  results are headlined strict (`grading.fallback: false`, the `####` answer only) and a strict
+  run also shows, labelled, what the fallback would have given;
+- the held-out behaviour before -> after (`behaviour`): mean response tokens, truncation and
+  self-check rates (`tinyr1.behaviour`).
+
+Every test is McNemar's exact test with a paired bootstrap interval (`tinyr1.stats`), on the
+verdicts of each run's own grading; two runs graded differently are compared on strict verdicts,
+which every saved row can give. p-values are per comparison, not corrected for multiple comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyr1 import eval_files
+from tinyr1.stats import PairedComparison, compare
+
+STRICT, FALLBACK = "strict", "fallback"
+NONE = "-"
+PAIRED_NOTE = (
+    "p: McNemar's exact test (two-sided) of the run after training against itself before, on the same held-out "
+    "problems: only the problems exactly one of the two answered correctly count. grading: `strict` takes only the "
+    "answer style's marker (for GSM8K the `####` line, `grading.fallback: false`), `fallback` also the last number "
+    "of a response without it; the other-grading column re-grades the same saved responses the other way.")
+
+
+@dataclass
+class Evals:
+    """A run's saved held-out rows and how they were graded."""
+
+    before: list[dict[str, Any]] | None  # greedy rows of the evaluation before training; None when not saved
+    after: list[dict[str, Any]] | None
+    grading: str  # STRICT or FALLBACK: the run's `grading.fallback`
+    style: str  # the answer style (`prompt.style`), to re-grade with
+    timeout: float  # `grading.timeout`, seconds per answer check
+
+
+def load_evals(path: Path, summary: dict[str, Any], config: dict[str, Any]) -> Evals:
+    """The rows named by summary.json's `eval_before.rows_file` / `eval_after.rows_file` (None for a
+    record without one, or a file no longer there: a run copied without its eval/ folder)."""
+
+    def rows(key: str) -> list[dict[str, Any]] | None:
+        name = (summary.get(key) or {}).get("rows_file") if isinstance(summary.get(key), dict) else None
+        return eval_files.read_rows(path / name) if isinstance(name, str) and (path / name).is_file() else None
+
+    grading, prompt = config.get("grading") or {}, config.get("prompt") or {}
+    return Evals(before=rows("eval_before"), after=rows("eval_after"),
+                 grading=FALLBACK if grading.get("fallback", True) else STRICT,
+                 style=str(prompt.get("style", "boxed")), timeout=float(grading.get("timeout", 5.0)))
+
+
+def _verdicts(rows: list[dict[str, Any]], strict: bool, where: str) -> dict[str, bool]:
+    return eval_files.by_id(rows, eval_files.strict_correct if strict else (lambda r: r["correct"]), where)
+
+
+def _same_problems(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    return sorted(r["id"] for r in a) == sorted(r["id"] for r in b)
+
+
+def self_test(name: str, ev: Evals) -> PairedComparison | None:
+    """After vs before training, paired on the run's held-out problems; None without both files
+    or when they hold different problems (e.g. `run.eval_size` changed on resume)."""
+    if not (ev.before and ev.after and _same_problems(ev.before, ev.after)):
+        return None
+    return compare(_verdicts(ev.before, False, f"{name} before"), _verdicts(ev.after, False, f"{name} after"),
+                   (f"{name} before", f"{name} after"))
+
+
+def pairwise(runs: list[tuple[str, Evals]]) -> list[tuple[str, str, PairedComparison, str]]:
+    """(A, B, comparison of B's after with A's, grading used) for every pair of runs in order whose
+    after-training rows cover the same problems."""
+    out = []
+    for i, (name_a, a) in enumerate(runs):
+        for name_b, b in runs[i + 1 :]:
+            if not (a.after and b.after and _same_problems(a.after, b.after)):
+                continue
+            strict = a.grading != b.grading or a.grading == STRICT
+            c = compare(_verdicts(a.after, strict, name_a), _verdicts(b.after, strict, name_b), (name_a, name_b))
+            out.append((name_a, name_b, c, STRICT if strict else FALLBACK))
+    return out
+
+
+def other_grading(ev: Evals, rows: list[dict[str, Any]] | None) -> tuple[str, float] | None:
+    """The accuracy of `rows` under the grading the run did not use: (label, accuracy).
+
+    A strict run: its responses re-graded with the last-number fallback; a fallback run: strict
+    verdicts (correct with the marker found). None without rows."""
+    if not rows:
+        return None
+    if ev.grading == STRICT:
+        ok = [eval_files.fallback_correct(r, ev.style, ev.timeout) for r in rows]
+        return "last-number fallback", sum(ok) / len(ok)
+    return STRICT, sum(eval_files.strict_correct(r) for r in rows) / len(rows)
+
+
+def behaviour(rows: list[dict[str, Any]] | None) -> dict[str, float] | None:
+    """Mean response tokens, truncated share and self-check share of held-out rows (None without rows)."""
+    if not rows:
+        return None
+    n = len(rows)
+    return {"tokens": sum(r.get("tokens", 0) for r in rows) / n,
+            "truncated": sum(not r.get("finished", True) for r in rows) / n,
+            "self_check": sum(bool(r.get("self_check")) for r in rows) / n}
+
+
+def fmt_p(p: float) -> str:
+    """`0.0031`, `< 0.0001`, `1.000`: four decimals under 0.1, three above."""
+    if p < 1e-4:
+        return "< 0.0001"
+    return f"{p:.4f}" if p < 0.1 else f"{p:.3f}"
+
+
+def significance(p: float) -> str:
+    """How a paired p-value reads, at the 0.01 and 0.05 levels."""
+    if p < 0.01:
+        return f"significant (p = {fmt_p(p)} < 0.01)"
+    if p < 0.05:
+        return f"significant at the 0.05 level but not at 0.01 (p = {fmt_p(p)})"
+    return f"not significant (p = {fmt_p(p)})"
+
+
+def fmt_difference(c: PairedComparison) -> str:
+    """`+6.0 [+2.3, +9.7]`: B - A in points with its 95% paired bootstrap interval."""
+    lo, hi = c.difference_ci95
+    return f"{100 * c.difference:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+# ----------------------------------------------------------------------------- report sections
+
+
+def paired_section(pairs: list[tuple[str, str, PairedComparison, str]]) -> list[str]:
+    """The run-vs-run section: one row per pair of runs evaluated on the same held-out problems."""
+    if not pairs:
+        return []
+    lines = ["## Paired comparisons", "",
+             "Runs evaluated on the same held-out problems, after training, compared problem by problem: the "
+             "difference B - A with its 95% paired bootstrap interval, and McNemar's exact test (p-values are per "
+             "comparison, not corrected for multiple comparisons).", "",
+             "| A | B | n | A accuracy | B accuracy | B - A (points) | only A right | only B right | p | grading |",
+             "|" + " --- |" * 10]
+    for a, b, c, grading in pairs:
+        lines.append(_line([a, b, str(c.n), f"{c.accuracy_a:.1%}", f"{c.accuracy_b:.1%}", fmt_difference(c),
+                            str(c.only_a), str(c.only_b), fmt_p(c.p_value), grading]))
+    return lines + [""]
+
+
+def behaviour_section(runs: list[tuple[str, Evals]]) -> list[str]:
+    """Held-out behaviour before -> after per run with saved rows: response tokens, truncation, self-checks."""
+    found = [(name, behaviour(ev.before), behaviour(ev.after)) for name, ev in runs]
+    found = [(name, b, a) for name, b, a in found if b or a]
+    if not found:
+        return []
+    lines = ["## Held-out behaviour", "", "Before -> after training, greedy responses to the held-out problems; "
+             "self-check: share of responses with a phrase such as \"wait\" or \"let me check\" (`tinyr1.behaviour`).",
+             "", "| run | mean response tokens | truncated | self-check |", "| --- | --- | --- | --- |"]
+    formats = (("tokens", "{:.1f}"), ("truncated", "{:.1%}"), ("self_check", "{:.1%}"))
+    for name, b, a in found:
+        lines.append(_line([name, *(f"{_fmt(b, key, fmt)} -> {_fmt(a, key, fmt)}" for key, fmt in formats)]))
+    return lines + [""]
+
+
+def _fmt(values: dict[str, float] | None, key: str, fmt: str) -> str:
+    return fmt.format(values[key]) if values else NONE
+
+
+def _line(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
