@@ -129,3 +129,15 @@ def test_packaged_configs_are_found_from_any_folder(tmp_path, monkeypatch):
     assert load_config(TrainJob, "configs/sft_quickstart.yaml").algorithm == "ppo"
     with pytest.raises(UserError, match="nothere.yaml: config file not found \\(the packaged ones: .*quickstart.yaml"):
         load_config(TrainJob, "nothere.yaml")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"reward": {"weights": {"correctness": 0.0}, "process": "arithmetic"}},
+     "config key 'reward.weights': expected a positive weight when reward.process is the rule 'arithmetic'"),
+])
+def test_train_job_rules_are_validated(values, message):
+    from tinyr1.config import TrainJob, validate
+
+    with pytest.raises(UserError) as e:
+        validate(load_config(TrainJob, None, values))
+    assert str(e.value).startswith(message)

@@ -179,10 +179,11 @@ def test_process_supervision_gives_per_token_advantages_from_step_rewards(tiny_j
                             tok.pad_token_id)
     rollout.rewards = Rewards(torch.tensor([1.0, 0.0]), {})  # the outcomes
     adv = process_token_advantages(rollout, job, build_process_reward("arithmetic"), tok)
-    # step rewards: row 0 = [+1 (true equation), 0 (no equation), outcome 1]; row 1 = [-1, 0, outcome 0]
+    # step rewards (the capped rule: +-0.25 a step, scaled by half the outcome weight 1; was +-1):
+    # row 0 = [+0.125 (a true, new equation), 0 (no equation), outcome 1]; row 1 = [-0.125, 0, outcome 0]
     # all six step rewards of the group are normalised together: z = (r - mean) / (population std + 1e-4),
-    # mean = 1/6, std = sqrt(3/6 - 1/36) = 0.6872
-    r = torch.tensor([1.0, 0.0, 1.0, -1.0, 0.0, 0.0])
+    # mean = 1/6, std = sqrt((0.125^2 + 1 + 0.125^2) / 6 - 1/36) = sqrt(0.1719 - 0.0278) = 0.3796
+    r = torch.tensor([0.125, 0.0, 1.0, -0.125, 0.0, 0.0])
     z = (r - r.mean()) / (r.std(unbiased=False) + 1e-4)
     first = rollout.response_mask.argmax(-1)
     # the first response token precedes every step end: its advantage sums all three steps of its row

@@ -99,19 +99,21 @@ def test_step_rewards_land_on_each_steps_last_token_and_flow_through_gae(tiny_mo
     steps = step_rewards_per_token(rollout, build_process_reward("arithmetic"), "lines", tok)
     first_end = len(tok("3 + 4 = 7", add_special_tokens=False)["input_ids"]) - 1  # "so 7" has no equation: reward 0
     assert steps.shape == (2, max(len(i) for i in ids))
-    assert steps[0].nonzero().flatten().tolist() == [first_end] and steps[0, first_end] == 1.0  # a true equation: +1
-    assert steps[1].nonzero().flatten().tolist() == [first_end] and steps[1, first_end] == -1.0  # a false one: -1
+    # the rule's +-0.25 per step, scaled by half the outcome weight (1): a true new equation +0.125, a false one
+    # -0.125 (changed with the capped rule, was +-1)
+    assert steps[0].nonzero().flatten().tolist() == [first_end] and steps[0, first_end] == 0.125
+    assert steps[1].nonzero().flatten().tolist() == [first_end] and steps[1, first_end] == -0.125
 
     critic = Critic(model.config.hidden_size)  # starts at V = 0: advantages are the returns, sums of the rewards from t on
     exp = make_experience(model, critic, None, rollout, torch.tensor([1.0, 0.0]), job, 0.0, steps)
-    # row 0: 0.5 x (+1) at the first step's end, outcome 1 at the last token:
-    # returns = 1.5 up to and including the step end, then 1.0 to the end
+    # row 0: 0.5 x (+0.125) at the first step's end, outcome 1 at the last token:
+    # returns = 1.0625 up to and including the step end, then 1.0 to the end
     n0 = len(ids[0])
-    expected0 = [1.5] * (first_end + 1) + [1.0] * (n0 - first_end - 1)
+    expected0 = [1.0625] * (first_end + 1) + [1.0] * (n0 - first_end - 1)
     assert exp.returns[0, :n0].tolist() == pytest.approx(expected0)
-    # row 1: 0.5 x (-1) at the step end, outcome 0
+    # row 1: 0.5 x (-0.125) at the step end, outcome 0
     n1 = len(ids[1])
-    assert exp.returns[1, :n1].tolist() == pytest.approx([-0.5] * (first_end + 1) + [0.0] * (n1 - first_end - 1))
+    assert exp.returns[1, :n1].tolist() == pytest.approx([-0.0625] * (first_end + 1) + [0.0] * (n1 - first_end - 1))
 
 
 @pytest.mark.parametrize("overrides, message", [

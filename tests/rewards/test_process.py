@@ -1,6 +1,7 @@
 """Rule-based process rewards: the arithmetic checker (a table of exact verdicts, malformed and
-hostile inputs), reference intermediate values on GSM8K-style problems, the batch callables, and
-their fit with `process_advantages`.
+hostile inputs), reference intermediate values on GSM8K-style problems, the batch callables, the
+rules that cannot be farmed (only new values pay, capped below the outcome), and their fit with
+`process_advantages`.
 
 Run: `.venv/bin/python -m pytest tests/rewards/test_process.py -q`.
 """
@@ -15,10 +16,12 @@ from fractions import Fraction
 
 import pytest
 
+from tinyr1.rewards.build import PROCESS_SHARE, build_process_reward, build_reward_fns, outcome_weight
 from tinyr1.rewards.process import (
     PROCESS_REWARDS,
     arithmetic_process_reward,
     arithmetic_step_rewards,
+    capped,
     find_equations,
     reference_process_reward,
     reference_value_step_rewards,
@@ -175,19 +178,26 @@ def test_importing_process_does_not_import_torch():
 
 
 def test_arithmetic_step_rewards_per_step_and_weights():
+    # Changed with the unfarmable rule: a correct step earns 0.25 (was +1) and a wrong one -0.25
+    # (was -1), so four new correct steps reach the cap of 1.
     steps = ["48 / 2 = 24", "48 + 24 = 73", "So she sold 72 clips.", "2 + 2 = 4 but 3 + 3 = 7"]
-    assert arithmetic_step_rewards(steps) == [1.0, -1.0, 0.0, -1.0]  # one wrong equation spoils a step
-    assert arithmetic_step_rewards(steps, correct=0.5, wrong=-2.0, unchecked=0.1) == [0.5, -2.0, 0.1, -2.0]
-    assert arithmetic_step_rewards(split_steps("\n".join(steps))) == [1.0, -1.0, 0.0, -1.0]  # Step objects
+    assert arithmetic_step_rewards(steps) == [0.25, -0.25, 0.0, -0.25]  # one wrong equation spoils a step
+    weights = {"correct": 0.5, "wrong": -2.0, "unchecked": 0.1}
+    assert arithmetic_step_rewards(steps, **weights, cap=10) == [0.5, -2.0, 0.1, -2.0]
+    # cap 1: the running total 0.5 -> -1.5 is held at -1 (the step pays -1.5), -1 + 0.1 = -0.9, then -1 again (-0.1)
+    assert arithmetic_step_rewards(steps, **weights) == pytest.approx([0.5, -1.5, 0.1, -0.1])
+    assert arithmetic_step_rewards(split_steps("\n".join(steps))) == [0.25, -0.25, 0.0, -0.25]  # Step objects
     assert arithmetic_step_rewards([]) == []
 
 
 def test_arithmetic_process_reward_is_a_batch_callable():
-    problems = [Problem("1", "q", "72")] * 3
+    # Changed: 0.25 per new correct step (was 1), and the problem now matters (its question's numbers
+    # ground the first equation), so the problem is a real one (its question was "q", with no number).
+    problems = [NATALIA] * 3
     responses = ["48 / 2 = 24\n48 + 24 = 72\n#### 72", "48 / 2 = 25\n\n25 + 48 = 73", ""]
-    assert arithmetic_process_reward(problems, responses) == [[1.0, 1.0, 0.0], [-1.0, 1.0], []]
-    assert arithmetic_process_reward(problems, responses, mode="paragraphs") == [[1.0], [-1.0, 1.0], []]
-    assert arithmetic_process_reward(problems[:1], responses[:1], wrong=-0.5, unchecked=0.25) == [[1.0, 1.0, 0.25]]
+    assert arithmetic_process_reward(problems, responses) == [[0.25, 0.25, 0.0], [-0.25, 0.25], []]
+    assert arithmetic_process_reward(problems, responses, mode="paragraphs") == [[0.25], [-0.25, 0.25], []]
+    assert arithmetic_process_reward(problems[:1], responses[:1], wrong=-0.5, unchecked=0.25) == [[0.25, 0.25, 0.25]]
     with pytest.raises(ValueError, match="got 3 problems but 2 responses"):
         arithmetic_process_reward(problems, responses[:2])
 
@@ -221,39 +231,45 @@ def test_reference_values_are_the_annotation_results():
 
 
 NATALIA_RESPONSE = (
-    "In April she sold 48 clips.\n"  # 0: no `=`                                  -> 0
-    "In May she sold half: 48 / 2 = 24 clips.\n"  # 1: states 24, a reference value    -> 1
-    "Together: 48 + 24 = 72.\n"  # 2: states 72                                       -> 1
-    "Check: 72 - 48 = 24\n"  # 3: states 24 again (any reference value counts)        -> 1
-    "So 48 * 2 = 96 would be wrong.\n"  # 4: states 96, not a reference value         -> 0
-    "#### 72"  # 5: the final answer, no `=`                                          -> 0
+    "In April she sold 48 clips.\n"  # 0: no `=`                                      -> 0
+    "In May she sold half: 48 / 2 = 24 clips.\n"  # 1: reaches 24, one of K = 2 values  -> 1/2
+    "Together: 48 + 24 = 72.\n"  # 2: reaches 72                                         -> 1/2
+    "Check: 72 - 48 = 24\n"  # 3: states 24 again: reached already                       -> 0
+    "So 48 * 2 = 96 would be wrong.\n"  # 4: states 96, not a reference value             -> 0
+    "#### 72"  # 5: the final answer, no `=`                                              -> 0
 )
 
 
 def test_reference_value_step_rewards_on_the_natalia_problem():
+    # Changed: a reference value pays once, hit = cap / K = 1/2 (was +1 for every statement, so
+    # step 3's restatement of 24 paid again).
     steps = split_steps(NATALIA_RESPONSE)
-    assert reference_value_step_rewards(steps, NATALIA) == [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-    assert reference_value_step_rewards(steps, NATALIA, hit=0.5, miss=-0.1) == [-0.1, 0.5, 0.5, 0.5, -0.1, -0.1]
-    # The arithmetic rule on the same steps: 48 * 2 = 96 is true, so only the rules differ.
-    assert arithmetic_step_rewards(steps) == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert reference_value_step_rewards(steps, NATALIA) == [0.0, 0.5, 0.5, 0.0, 0.0, 0.0]
+    # explicit amounts: misses -0.1, running total -0.1, 0.4, 0.9, 0.8, 0.7, 0.6: never at the cap
+    assert reference_value_step_rewards(steps, NATALIA, hit=0.5, miss=-0.1) == [-0.1, 0.5, 0.5, -0.1, -0.1, -0.1]
+    # The arithmetic rule on the same steps: 72 - 48 = 24 restates 24 (0); 48 * 2 = 96 is true and new (0.25).
+    assert arithmetic_step_rewards(steps) == [0.0, 0.25, 0.25, 0.0, 0.25, 0.0]
+    assert arithmetic_step_rewards(steps, NATALIA) == [0.0, 0.25, 0.25, 0.0, 0.25, 0.0]  # 48 grounds them all
 
 
 def test_reference_rewards_use_what_the_step_states_not_what_it_should_have_computed():
+    # Each step scored alone (changed: in one response the later statements of 24 would be restatements).
     steps = ["48 / 2 = 25", "x = 24", "<<48/2=24>>24", "24 clips", "Half of 48 is 24."]
     # 25 is stated (wrongly); `x = 24` and the annotation state 24; a bare 24 states nothing.
-    assert reference_value_step_rewards(steps, NATALIA) == [0.0, 1.0, 1.0, 0.0, 0.0]
+    assert [reference_value_step_rewards([s], NATALIA) for s in steps] == [[0.0], [0.5], [0.5], [0.0], [0.0]]
 
 
 def test_reference_values_match_decimals_and_rounding():
+    # Changed: hit = 1 / K (K = 2 for Weng, 1 for the thirds), each rounding checked in a response of its own.
     steps = ["12 / 60 = 0.20 per minute", "0.2 x 50 = $10.00", "12 / 60 = 0.21"]
-    assert reference_value_step_rewards(steps, WENG) == [1.0, 1.0, 0.0]
+    assert reference_value_step_rewards(steps, WENG) == [0.5, 0.5, 0.0]
     thirds = Problem("p", "q", "33.33", solution="100/3 = <<100/3=33.33>>33.33")
     # 100/3 rounded to any number of decimals is a hit; 33.34 and 33 are not roundings of it.
     steps = ["100 / 3 = 33.333", "100 / 3 = 33.3", "100 / 3 = 33.34", "100 / 3 = 33"]
-    assert reference_value_step_rewards(steps, thirds) == [1.0, 1.0, 0.0, 0.0]
+    assert [reference_value_step_rewards([s], thirds) for s in steps] == [[1.0], [1.0], [0.0], [0.0]]
     # Unreadable left side: 33.33 counts as written: 33.333 rounds to it, 33.3 is it rounded, 33.34 neither.
     rounded = Problem("p", "q", "33.33", solution="<<x/3=33.33>>")
-    assert reference_value_step_rewards(["y = 33.333", "y = 33.3", "y = 33.34"], rounded) == [1.0, 1.0, 0.0]
+    assert [reference_value_step_rewards([s], rounded) for s in ["y = 33.333", "y = 33.3", "y = 33.34"]] == [[1.0], [1.0], [0.0]]
 
 
 def test_without_a_reference_solution_every_step_misses():
@@ -262,11 +278,12 @@ def test_without_a_reference_solution_every_step_misses():
 
 
 def test_reference_process_reward_is_a_batch_callable():
+    # Changed: values pay once each, 1/2 apiece for K = 2 (was +1 per stating step).
     problems = [NATALIA, NATALIA, WENG]
     responses = [NATALIA_RESPONSE, "Step 1: 48/2 = 24 Step 2: 24 + 48 = 70", "0.2 x 50 = 10"]
     # one line holding both steps states 24: a hit; split at the markers, only step 1 is
-    assert reference_process_reward(problems, responses) == [[0.0, 1.0, 1.0, 1.0, 0.0, 0.0], [1.0], [1.0]]
-    assert reference_process_reward(problems, responses, mode="markers")[1] == [1.0, 0.0]
+    assert reference_process_reward(problems, responses) == [[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.5], [0.5]]
+    assert reference_process_reward(problems, responses, mode="markers")[1] == [0.5, 0.0]
     with pytest.raises(ValueError, match="got 3 problems but 1 responses"):
         reference_process_reward(problems, responses[:1])
 
@@ -289,7 +306,7 @@ def test_step_rewards_and_step_ends_feed_process_advantages(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     responses = ["48 / 2 = 24\n48 + 24 = 72", "48 / 2 = 25\n48 + 25 = 73\nSo 73."]
     rewards = arithmetic_process_reward([NATALIA] * 2, responses)
-    assert rewards == [[1.0, 1.0], [-1.0, 1.0, 0.0]]
+    assert rewards == [[0.25, 0.25], [-0.25, 0.25, 0.0]]  # changed: +-0.25 a step (was +-1); normalised alike
     ids = [tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses]
     ends = [step_ends(r, tokenizer, token_ids=i) for r, i in zip(responses, ids)]
     n_steps, length = max(map(len, rewards)), max(map(len, ids))
@@ -301,10 +318,85 @@ def test_step_rewards_and_step_ends_feed_process_advantages(tiny_model_dir):
     step_mask = padded([[1.0] * len(r) for r in rewards], n_steps)
     response_mask = padded([[1.0] * len(i) for i in ids], length)
     adv = process_advantages(step_rewards, step_mask, step_end, response_mask, group_size=2)
-    # The 5 real step rewards (1, 1, -1, 1, 0) have mean 0.4 and std 0.8: normalised (0.75, 0.75,
-    # -1.75, 0.75, -0.5). Row 0's first token collects both its steps: 1.5; its eos token, after
+    # The 5 real step rewards (0.25, 0.25, -0.25, 0.25, 0) have mean 0.1 and std 0.2: normalised (0.75,
+    # 0.75, -1.75, 0.75, -0.5) up to the 1e-4 in the divisor. Row 0's first token collects both its steps: 1.5; its eos token, after
     # the last step, gets 0. Row 1's first token: -1.75 + 0.75 - 0.5 = -1.5.
     assert adv[0, 0].item() == pytest.approx(1.5, abs=1e-3)
     assert adv[0, len(ids[0]) - 1].item() == 0.0
     assert adv[1, 0].item() == pytest.approx(-1.5, abs=1e-3)
     assert adv[1, ends[1][2]].item() == pytest.approx(-0.5, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- rules that cannot be farmed
+
+SHORT_CORRECT = "48 / 2 = 24\n48 + 24 = 72\n#### 72"
+
+
+def _totals(process: str, responses: list[str], weights: dict[str, float]) -> list[float]:
+    """Each response's outcome reward plus its summed step rewards, built as GRPO / PPO build them."""
+    problems = [NATALIA] * len(responses)
+    scores = [[w * v for v in fn(problems, responses)] for fn, w in build_reward_fns(weights, style="gsm8k").values()]
+    outcome = [sum(column) for column in zip(*scores)]
+    steps = build_process_reward(process, outcome=outcome_weight(weights))(problems, responses, mode="lines")
+    return [o + sum(s) for o, s in zip(outcome, steps)]
+
+
+FARMS = {
+    "1 + 1 = 2 x 50": "1 + 1 = 2\n" * 50 + "#### 2",  # conjured from nothing: never grounded
+    "a reference value x 50": "48 / 2 = 24\n" * 50 + "#### 24",  # pays once
+    "a grounded chain x 50": "".join(f"{48 + k} + 1 = {49 + k}\n" for k in range(50)) + "#### 98",  # capped
+    "prose only": "She sold some clips.\n" * 50 + "#### 7",
+}
+
+
+@pytest.mark.parametrize("process", ["arithmetic", "reference"])
+@pytest.mark.parametrize("weights", [{"correctness": 1.0}, {"correctness": 2.0, "format": 0.5}], ids=["w1", "w2-format"])
+@pytest.mark.parametrize("farm", FARMS, ids=list(FARMS))
+def test_a_farming_response_never_out_earns_a_short_correct_answer(process, weights, farm):
+    farmed, correct = _totals(process, [FARMS[farm], SHORT_CORRECT], weights)
+    assert farmed < correct
+    # the step rewards alone stay within half the outcome weight (format may add its own weight to both)
+    w = outcome_weight(weights)
+    assert farmed - weights.get("format", 0.0) <= PROCESS_SHARE * w + 1e-9
+
+
+def test_farming_earns_by_hand():
+    # arithmetic, cap 1 in rule units: `1 + 1 = 2` is not grounded in the question (48 and nothing else), so
+    # 50 of them earn 0; 50 copies of `48 / 2 = 24` earn 0.25 once; the grounded chain 48 + 1 = 49, 49 + 1 = 50,
+    # ... earns 0.25 per new value until the running total reaches 1 (4 steps), then 0.
+    assert sum(arithmetic_process_reward([NATALIA], [FARMS["1 + 1 = 2 x 50"]])[0]) == 0.0
+    assert arithmetic_process_reward([NATALIA], [FARMS["a reference value x 50"]])[0][:3] == [0.25, 0.0, 0.0]
+    chain = arithmetic_process_reward([NATALIA], [FARMS["a grounded chain x 50"]])[0]
+    assert chain[:6] == [0.25, 0.25, 0.25, 0.25, 0.0, 0.0] and sum(chain) == 1.0
+    # reference: 24 is one of K = 2 values: 1/2 once, then nothing
+    assert sum(reference_process_reward([NATALIA], [FARMS["a reference value x 50"]])[0]) == 0.5
+    # built with the outcome weight 1: everything scaled by PROCESS_SHARE = 1/2
+    built = build_process_reward("arithmetic", outcome=1.0)
+    assert built([NATALIA], [FARMS["a grounded chain x 50"]])[0][:5] == [0.125, 0.125, 0.125, 0.125, 0.0]
+
+
+def test_arithmetic_pays_new_grounded_non_trivial_values_by_hand():
+    steps = [
+        "1 + 1 = 2",  # operands 1, 1: neither in the question nor a grounded result          -> 0
+        "2 * 3 = 6",  # 2 came from an ungrounded equation: still not grounded                 -> 0
+        "48 / 2 = 24",  # 48 is in the question, 24 is new                                        -> 0.25
+        "24 + 6 = 30 and 30 - 6 = 24",  # 24 is grounded, 30 new (the second restates 24)       -> 0.25
+        "30 * 1 = 30",  # restates 30 (and is an identity)                                        -> 0
+        "48 - 48 = 0",  # computes nothing                                                        -> 0
+        "30 + 3 = 34",  # wrong                                                                    -> -0.25
+    ]
+    assert arithmetic_step_rewards(steps, NATALIA) == [0.0, 0.0, 0.25, 0.25, 0.0, 0.0, -0.25]
+    # without a problem there is nothing to ground on, so grounding is skipped; identities still earn nothing
+    assert arithmetic_step_rewards(["7 * 1 = 7", "7 + 0 = 7", "0 + 9 = 9", "9 / 1 = 9", "3 * 3 = 9"]) == [0.0] * 5
+    assert arithmetic_step_rewards(["1 + 1 = 2", "2 * 3 = 6"]) == [0.25, 0.25]
+
+
+def test_capped_keeps_the_running_total_within_the_cap_and_late_mistakes_still_cost():
+    # totals: 0.5, 1.0, 1.0 (held: pays 0), 0.75, 1.0 (pays 0.25 of 0.5), -1.0 (pays -2.0 of -3)
+    assert capped([0.5, 0.5, 0.5, -0.25, 0.5, -3.0]) == [0.5, 0.5, 0.0, -0.25, 0.25, -2.0]
+    assert capped([0.3, 0.3], cap=0.5) == pytest.approx([0.3, 0.2])
+
+
+def test_outcome_weight_is_correctness_else_every_positive_weight():
+    assert outcome_weight({"correctness": 2.0, "format": 0.5}) == 2.0
+    assert outcome_weight({"orm:runs/rm": 0.5, "format": 0.25, "length": -1.0}) == 0.75

@@ -284,11 +284,13 @@ class RewardConfig:
     P(correct) in [0, 1], scored in batches without gradients on the policy's device), e.g.
     `{correctness: 1.0, "orm:runs/rm": 0.5}`."""
     process: str = "none"
-    """Per-step rewards: `none`, `arithmetic` (+1 a step whose equations all check, -1 a wrong
-    one, 0 none), `reference` (+1 a step stating a value of the reference solution's calculator
-    notes, GSM8K), or `prm:<folder>` (a process reward model from `tinyr1 prm train`: 2 P(step
-    ok) - 1 per step). Used by `grpo.advantage: process`, and by PPO, which adds
-    `ppo.process_coef` x each step's reward on the step's last token (through GAE)."""
+    """Per-step rewards: `none`, `arithmetic` (a step earns only for a true equation with a new
+    result computed from the question's numbers, and costs for a false one), `reference` (a step
+    earns for each value of the reference solution's calculator notes it states first, GSM8K), or
+    `prm:<folder>` (a process reward model from `tinyr1 prm train`: 2 P(step ok) - 1 per step).
+    A rule's step rewards add up to at most half the outcome weight per response, so repeating
+    steps never out-earns a correct answer (rewards/process.py). Used by `grpo.advantage: process`,
+    and by PPO, which adds `ppo.process_coef` x each step's reward on the step's last token."""
     step_mode: Literal["lines", "paragraphs", "markers"] = "lines"
     """How a response splits into steps: lines, blank-line paragraphs, or `Step k:` markers."""
 

@@ -120,7 +120,11 @@ def _rewards(job: TrainJob) -> None:
     for name, w in job.reward.weights.items():
         parse_reward(name)
         check(_number(w), f"reward.weights.{name}", "a number", w)
-    parse_process(job.reward.process)
+    spec = parse_process(job.reward.process)
+    positive = sum(w for w in job.reward.weights.values() if _number(w) and w > 0)
+    check(spec is None or spec.kind != "rule" or positive > 0, "reward.weights",
+          f"a positive weight when reward.process is the rule {job.reward.process!r} (its step rewards are capped at "
+          "half the outcome weight)", job.reward.weights)
 
 
 def _processes(job: TrainJob, world_size: int) -> None:

@@ -37,7 +37,7 @@ from tinyr1.algorithms.losses import masked_mean, policy_loss, value_loss
 from tinyr1.behaviour import has_self_check
 from tinyr1.config import TrainJob
 from tinyr1.data.prompts import render_prompt
-from tinyr1.rewards.build import build_process_reward, build_reward_fns
+from tinyr1.rewards.build import build_process_reward, build_reward_fns, outcome_weight
 from tinyr1.rollout.collect import generate, sampling_params, score, step_rewards_per_token
 from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.training.batching import micro_batches
@@ -201,7 +201,8 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     # setup: data and rewards first (fail fast on bad input), then the model and the critic
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
                                   device=job.model.device, dtype=job.sampling.dtype, given=rewards)  # orm:<folder> loads here
-    step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype)  # a rule, a PRM, or None
+    step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype,
+                                   outcome=outcome_weight(job.reward.weights))  # a rule (capped), a PRM, or None
     data = load_data(job)
     model, tokenizer = build_policy(job)
     critic = build_critic(model, job)

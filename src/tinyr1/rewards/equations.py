@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-__all__ = ["Equation", "find_equations", "stated_values", "agrees"]
+__all__ = ["Equation", "find_equations", "stated_values", "agrees", "written_numbers"]
 
 MAX_DIGITS = 30  # per number: real arithmetic never needs more
 MAX_TOKENS = 64  # per side of an `=`
@@ -332,3 +332,20 @@ def stated_values(text: str) -> list[tuple[Fraction, int]]:
             if value is not None:
                 stated.append((value, (_bare(text, side) or (0, 0))[1]))
     return stated
+
+
+def written_numbers(text: str) -> list[Fraction]:
+    """Every number written in `text`, in order, read as `find_equations` reads them (`1,234.5`,
+    `.5`, `$12`; a sign is not part of the number); numbers over 30 digits are skipped.
+
+    >>> written_numbers("Natalia sold 48 clips, then 1,200.5 more for $3.")
+    [Fraction(48, 1), Fraction(2401, 2), Fraction(3, 1)]
+    """
+    out = []
+    for m in _TOKEN.finditer(text):
+        if m.lastgroup == "num":
+            try:
+                out.append(_number(m.group())[0])
+            except _Malformed:
+                continue
+    return out
