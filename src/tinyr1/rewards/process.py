@@ -34,8 +34,10 @@ trivially true equations). The rules, in units where `cap` = 1:
 `correctness`, else the sum of the positive weights; `build.PROCESS_SHARE`), and the per-step
 amounts scale with it: a response's step rewards then lie in [-w/2, w/2], never more than the
 outcome, and a wrong answer that farms steps (at most w/2) never out-earns a correct one however
-sloppy its steps (at least w - w/2). PPO multiplies them again by `ppo.process_coef` (1.0). How this departs from the papers: their PRMs score
-each step's correctness in context; these rules only see arithmetic and the reference's values.
+sloppy its steps (at least w - w/2). PPO multiplies them again by `ppo.process_coef` (1.0).
+
+How this departs from the papers: their PRMs score each step's correctness in context; these
+rules only see arithmetic and the reference's values, and pay each value once.
 
     >>> arithmetic_step_rewards(["48 / 2 = 24", "48 + 24 = 73", "So she sold 72 clips."])
     [0.25, -0.25, 0.0]
