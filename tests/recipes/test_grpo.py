@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,6 +87,36 @@ def test_resume_after_step_two_matches_an_uninterrupted_run(tiny_job, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
     steps = [json.loads(l)["step"] for l in (cut / "metrics.jsonl").read_text().splitlines() if "loss/policy" in l]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_curriculum_with_extra_problems_resumes_exactly(tiny_job):
+    """The stream's phase and position travel through the checkpoint: the resumed run trains on the
+    problems an uninterrupted one does, and the phase widens at step 3 in both."""
+    from tinyr1.config import parse_overrides
+    from tinyr1.data.difficulty import calculation_steps
+    from tinyr1.data.gsm8k import read_file
+
+    steps_fixture = Path(__file__).resolve().parents[1] / "fixtures" / "GSM8K_steps"
+    data = {"data__source": f"gsm8k:{steps_fixture}", "data__test_size": 4, "data__curriculum": [[0, 1], [3, None]],
+            "data__extra": {"synthetic:chain_sum": {"share": 0.25, "size": 20}}, "run__log_samples": 8}
+    full = new_run_dir(job := tiny_job(run__steps=4, run__name="full", **data))
+    validate(job)
+    train(job, full)
+    cut = new_run_dir(job := tiny_job(run__steps=2, run__name="cut", run__save_every=2, **data))
+    train(job, cut)
+    train(load_run_config(cut, parse_overrides(["--run.steps=4"])), cut, resume=True)
+
+    def drawn(run_dir):  # problem ids per step, one per group (G = 4 rows each)
+        rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+        return {s: [r["id"] for r in rows if r["step"] == s][::4] for s in (1, 2, 3, 4)}
+
+    assert drawn(full) == drawn(cut)
+    steps = {f"gsm8k/train/{i}": calculation_steps(p) for i, p in enumerate(read_file(steps_fixture / "train.jsonl", "train"), 1)}
+    early = [steps[i] for s in (1, 2) for i in drawn(full)[s] if i in steps]
+    assert early and max(early) <= 1  # phase 0: at most 1 calculation step (chain_sum problems have none to count)
+    late = [steps[i] for s in (3, 4) for i in drawn(full)[s] if i in steps]
+    assert max(late) > 1  # phase 1 from step 3: any number (these seeds draw a longer one)
+    assert any(not i.startswith("gsm8k/") for s in (1, 2, 3, 4) for i in drawn(full)[s])  # chain_sum mixed in
 
 
 @pytest.mark.parametrize(

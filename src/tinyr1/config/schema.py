@@ -54,6 +54,24 @@ class DataConfig:
     """JSONL only: the key holding the reference answer."""
     task_options: dict = field(default_factory=dict)
     """Synthetic only: options passed to the reasoning-gym task (e.g. `{min_terms: 2, max_terms: 3}`)."""
+    min_steps: int | None = None
+    """GSM8K-style data, training split only: keep problems whose reference solution has at least
+    this many calculation steps (`<<...>>` annotations). None = no bound. The held-out split is
+    drawn before it, so it is the same whatever the step filters (data/difficulty.py)."""
+    max_steps: int | None = None
+    """GSM8K-style data, training split only: keep problems of at most this many calculation
+    steps. None = no bound."""
+    curriculum: list[list] = field(default_factory=list)
+    """Training only: widen `max_steps` as training goes, as `[from_step, max_steps]` pairs, the
+    first at step 0, steps increasing, bounds not decreasing (null = none), e.g. `[[0, 2], [100,
+    4], [200, null]]`. Each phase draws from its own seeded shuffle of the problems in range,
+    within `min_steps` / `max_steps`. Empty = no schedule."""
+    extra: dict = field(default_factory=dict)
+    """Training only: generated problems mixed into the training stream, as a share of the
+    problems drawn: `{"synthetic:chain_sum": 0.2}`, or with options `{"synthetic:basic_arithmetic":
+    {share: 0.2, size: 2000, task_options: {min_terms: 3, max_terms: 4}}}` (size defaults to
+    data.size). Shares add up to less than 1. Offline reasoning-gym tasks only (`synthetic:`);
+    gsm_symbolic is refused: its templates were written from GSM8K test questions."""
 
 
 @dataclass

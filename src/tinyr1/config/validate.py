@@ -55,6 +55,54 @@ def _data(d: DataConfig) -> None:
     check(d.size >= 1, "data.size", "an integer >= 1", d.size)
     check(d.test_size >= 0, "data.test_size", "an integer >= 0", d.test_size)
     check(all(1 <= lv <= 5 for lv in d.levels), "data.levels", "levels between 1 and 5", d.levels)
+    for key, value in (("data.min_steps", d.min_steps), ("data.max_steps", d.max_steps)):
+        check(value is None or value >= 0, key, "an integer >= 0 or null", value)
+    if d.min_steps is not None and d.max_steps is not None:
+        check(d.min_steps <= d.max_steps, "data.max_steps", f"a number >= data.min_steps={d.min_steps}", d.max_steps)
+    _curriculum(d)
+    _extra(d)
+
+
+def _curriculum(d: DataConfig) -> None:
+    """`[[from_step, max_steps or null], ...]`: starts at step 0, steps increasing, bounds not decreasing."""
+    shape = "[from_step, max_steps] pairs such as [[0, 2], [100, 4], [200, null]]"
+    for i, entry in enumerate(d.curriculum):
+        key = f"data.curriculum[{i}]"
+        ok = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int) and not isinstance(entry[0], bool)
+        check(ok and entry[0] >= 0, key, f"a pair [from_step >= 0, max_steps] ({shape})", entry)
+        bound = entry[1]
+        check(bound is None or (isinstance(bound, int) and not isinstance(bound, bool) and bound >= (d.min_steps or 0)),
+              key, f"a max_steps that is null or an integer >= data.min_steps ({d.min_steps or 0})", entry)
+        if i == 0:
+            check(entry[0] == 0, key, "a first phase starting at step 0", entry)
+            continue
+        start, previous = d.curriculum[i - 1]
+        check(entry[0] > start, key, f"a from_step after the previous phase's {start}", entry)
+        check(previous is not None and (bound is None or bound >= previous), key,
+              f"a max_steps not below the previous phase's {previous} (a curriculum widens)", entry)
+
+
+def _extra(d: DataConfig) -> None:
+    """`{"synthetic:<task>": share or {share, size, task_options}}`, shares in (0, 1) adding up below 1."""
+    total = 0.0
+    for source, spec in d.extra.items():
+        key = f"data.extra.{source}"
+        scheme, _, task = str(source).partition(":")
+        check(scheme == "synthetic" and bool(task), key, "a generated source named synthetic:<reasoning-gym task>",
+              source)
+        check(task != "gsm_symbolic", key, "another task: gsm_symbolic's templates were written from GSM8K's test "
+              "questions, which must never be used", source)
+        spec = spec if isinstance(spec, dict) else {"share": spec}
+        unknown = sorted(set(spec) - {"share", "size", "task_options"})
+        check(not unknown, key, "a share, or a mapping with keys share, size, task_options", spec)
+        share = spec.get("share")
+        check(_number(share) and 0 < share < 1, f"{key}.share" if len(spec) > 1 else key,
+              "a share of the training problems in (0, 1)", share)
+        size = spec.get("size", d.size)
+        check(isinstance(size, int) and not isinstance(size, bool) and size >= 1, f"{key}.size", "an integer >= 1", size)
+        check(isinstance(spec.get("task_options", {}), dict), f"{key}.task_options", "a mapping", spec.get("task_options"))
+        total += share
+    check(total < 1, "data.extra", "shares adding up to less than 1 (the rest comes from data.source)", d.extra)
 
 
 def _optim(o: OptimConfig) -> None:

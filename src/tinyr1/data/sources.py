@@ -12,7 +12,8 @@ A `gsm8k:`/`math:` location that is not an existing path but looks like `owner/n
 from the hub (hub.py). The split rule, in short (splits.py has it in full): a source's own test
 split is used when it has one; otherwise `cfg.test_size` problems are held out with seed
 `cfg.seed`, never overlapping train, duplicates of test questions dropped from train; MATH
-filters apply after the split. Same cfg, same problems in the same order.
+filters apply after the split, the step filters `data.min_steps` / `data.max_steps` to the train
+split only (difficulty.py). Same cfg, same problems in the same order.
 
 Run:
     .venv/bin/python -c "from tinyr1.config import DataConfig; from tinyr1.data import load_problems; \\
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from tinyr1.config import DataConfig
 from tinyr1.data import gsm8k, hub, jsonl, math, rows, synthetic
+from tinyr1.data.difficulty import within_steps
 from tinyr1.data.splits import SPLITS, Source, held_out_split
 from tinyr1.errors import UserError
 from tinyr1.types import Problem
@@ -80,8 +82,12 @@ def load_problems(cfg: DataConfig, split: str) -> list[Problem]:
         problems = train if split == "train" else test
     if source.keep is not None:
         problems = [p for p in problems if source.keep(p)]
+    if split == "train":  # never the held-out side: it stays the same whatever the step filters say
+        problems = within_steps(problems, cfg.min_steps, cfg.max_steps, source.name)
     if not problems:
         causes = [f"filters {source.filters}"] if source.filters else []
+        if split == "train" and (cfg.min_steps is not None or cfg.max_steps is not None):
+            causes.append(f"data.min_steps={cfg.min_steps} / data.max_steps={cfg.max_steps}")
         if split == "test" and cfg.test_size == 0:
             causes.append("data.test_size=0")
         because = f" (because of {' and '.join(causes)})" if causes else ""

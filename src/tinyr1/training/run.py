@@ -167,10 +167,15 @@ class Run:
         return time.perf_counter() - self.t0
 
     def steps(self):
-        """Step numbers still to run, with a progress bar showing reward and accuracy."""
+        """Step numbers still to run, with a progress bar showing reward and accuracy. Before each
+        step the data stream learns its number (`begin_step`: a curriculum's phase), when it asks."""
         s = self.settings
         self.progress = Progress(s.steps, initial=self.start, desc=s.desc, enabled=s.progress and D.is_main())
-        return range(self.start + 1, s.steps + 1)
+        begin = getattr(self.state.stream, "begin_step", None)
+        for step in range(self.start + 1, s.steps + 1):
+            if begin is not None:
+                begin(step)
+            yield step
 
     def end_step(self, step: int, metrics: dict[str, float], extra=None) -> None:
         """Log the step; evaluate every `eval_every` and checkpoint every `save_every` steps.
