@@ -377,15 +377,18 @@ def test_farming_earns_by_hand():
 
 def test_arithmetic_pays_new_grounded_non_trivial_values_by_hand():
     steps = [
-        "1 + 1 = 2",  # operands 1, 1: neither in the question nor a grounded result          -> 0
-        "2 * 3 = 6",  # 2 came from an ungrounded equation: still not grounded                 -> 0
+        "1 + 1 = 2",  # operands 1, 1: not in the question (48, and "half": 2)                  -> 0
+        "3 * 5 = 15",  # conjured from nothing                                                    -> 0
         "48 / 2 = 24",  # 48 is in the question, 24 is new                                        -> 0.25
-        "24 + 6 = 30 and 30 - 6 = 24",  # 24 is grounded, 30 new (the second restates 24)       -> 0.25
-        "30 * 1 = 30",  # restates 30 (and is an identity)                                        -> 0
+        "24 + 15 = 39 and 39 - 15 = 24",  # 24 is grounded, 39 new (the second restates 24)     -> 0.25
+        "39 * 1 = 39",  # restates 39 (and is an identity)                                        -> 0
         "48 - 48 = 0",  # computes nothing                                                        -> 0
-        "30 + 3 = 34",  # wrong                                                                    -> -0.25
+        "39 + 3 = 43",  # wrong                                                                    -> -0.25
     ]
     assert arithmetic_step_rewards(steps, NATALIA) == [0.0, 0.0, 0.25, 0.25, 0.0, 0.0, -0.25]
+    # numbers the question writes as words ground equations too: two, three, twice
+    roque = Problem("r", "It takes Roque two hours to walk. He walks three times a week and rides twice.", "16")
+    assert arithmetic_step_rewards(["2*3 = 6", "6*2 = 12", "5*7 = 35"], roque) == [0.25, 0.25, 0.0]
     # without a problem there is nothing to ground on, so grounding is skipped; identities still earn nothing
     assert arithmetic_step_rewards(["7 * 1 = 7", "7 + 0 = 7", "0 + 9 = 9", "9 / 1 = 9", "3 * 3 = 9"]) == [0.0] * 5
     assert arithmetic_step_rewards(["1 + 1 = 2", "2 * 3 = 6"]) == [0.25, 0.25]

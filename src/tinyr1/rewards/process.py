@@ -22,9 +22,10 @@ trivially true equations). The rules, in units where `cap` = 1:
   step `unchecked` (0). An equation is
     new        when its result is not 0, not a number of the question and not a value the response
                stated before (a result after an `=`, in this step or an earlier one);
-    grounded   when one of its operands is a number of the question or the result of an earlier
-               grounded equation, so `1 + 1 = 2` conjured from nothing does not pay, nor does a
-               chain built on it (`2 + 1 = 3`, ...); skipped without a problem;
+    grounded   when one of its operands is a number of the question (written in digits, or as a
+               word: "three", "twice", "half", "dozen", ...; `GIVEN_WORDS`) or the result of an
+               earlier grounded equation, so `1 + 1 = 2` conjured from nothing does not pay, nor
+               does a chain built on it (`2 + 1 = 3`, ...); skipped without a problem;
     an identity when its result equals an operand and every other operand is 0 or 1 (`24 * 1 = 24`).
 - the cap: a response's step rewards are added up in order and the running total is kept in
   [-cap, cap]; a step pays what it moves the total (`clip(S + r) - S`), so the whole response
@@ -118,7 +119,7 @@ def arithmetic_step_rewards(
     with a false equation, `correct` for one with a new, grounded, non-identity true equation,
     else `unchecked`; capped at `cap` in total. Grounding uses `problem.question`'s numbers and is
     skipped without a problem."""
-    given = written_numbers(problem.question) if problem is not None else []
+    given = given_numbers(problem.question) if problem is not None else []
     seen: list[Fraction] = []  # every value the response stated so far
     ground = list(given)  # the question's numbers and the results of grounded correct equations
     raw = []
@@ -137,6 +138,21 @@ def arithmetic_step_rewards(
 
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
+# Numbers a question gives in words (GSM8K writes "two hours", "twice as many", "half of them").
+GIVEN_WORDS = {
+    **{w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                                  "fifteen sixteen seventeen eighteen nineteen twenty".split())},
+    **{w: 10 * i for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)},
+    "hundred": 100, "thousand": 1000, "half": 2, "halves": 2, "twice": 2, "double": 2, "doubles": 2, "triple": 3,
+    "thrice": 3, "quarter": 4, "quarters": 4, "dozen": 12, "dozens": 12, "percent": 100, "%": 100,
+}
+_WORD = re.compile(r"[a-z]+|%")
+
+
+def given_numbers(question: str) -> list[Fraction]:
+    """The numbers a question gives: written in digits, and as words (`GIVEN_WORDS`)."""
+    words = [Fraction(GIVEN_WORDS[w]) for w in _WORD.findall(question.lower()) if w in GIVEN_WORDS]
+    return written_numbers(question) + words
 
 
 def reference_values(solution: str | None) -> list[tuple[Fraction, int]]:
