@@ -311,11 +311,25 @@ def test_runs_on_the_same_problems_are_compared_pairwise_and_the_runner_up_by_th
             "answered by only one of the two): not significant (p = 0.109); the two are not distinguishable") in text
 
 
+def test_a_chain_is_compared_with_the_model_it_started_from(tmp_path):
+    # SFT from the base (5 of 20 -> 7 of 20), then GRPO from the SFT run folder (7 -> 13 of 20)
+    sft_after = eval_rows(20, right=set(range(7)))
+    sft = make_run(tmp_path, "sft", algorithm="sft", after=True, saved=(BEFORE_ROWS, sft_after), strict=True)
+    grpo = make_run(tmp_path, "grpo", after=True, saved=(sft_after, AFTER_ROWS), strict=True, model=str(sft))
+    text = write_report([sft, grpo], tmp_path / "out").read_text()
+    # base -> grpo: only base right 0, 1 (b = 2), only grpo right 5..14 (c = 10): p = 0.0386
+    assert "| base (tiny-model) | grpo | 20 | 25.0% | 65.0% | +40.0 [" in text and "| 2 | 10 | 0.0386 | strict |" in text
+    assert "| base (tiny-model) | sft | 20 | 25.0% | 35.0% |" in text and "| sft | grpo | 20 | 35.0% | 65.0% |" in text
+    assert ("Against the model its chain started from, base (tiny-model), on the same 20 problems: +40.0 [") in text
+    assert "significant at the 0.05 level but not at 0.01 (p = 0.0386)." in text
+
+
 def test_runs_on_different_problems_are_not_paired(tmp_path):
     a = make_run(tmp_path, "a", after=True, saved=(BEFORE_ROWS, AFTER_ROWS), strict=True)
     b = make_run(tmp_path, "b", after=True, saved=(BEFORE_ROWS[:10], AFTER_ROWS[:10]), strict=True)
     text = write_report([a, b], tmp_path / "out").read_text()
-    assert "## Paired comparisons" not in text
+    assert "| a | b |" not in text and "| b | a |" not in text  # each is paired with its own base only
+    assert "| base (tiny-model) | a | 20 |" in text and "| base (tiny-model) | b | 10 |" in text
     assert "The runner-up, **a** (grpo) at 65.0% [45.0, 85.0], overlaps it" in text  # b: 8 of its 10 right
 
 

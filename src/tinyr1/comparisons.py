@@ -2,7 +2,9 @@
 evaluation (`tinyr1.eval_files`; summary.json names the files of eval_before and eval_after).
 
 - each run after training against itself before, on the same problems (`self_test`);
-- run against run, when two runs were evaluated on the same held-out problems (`pairwise`);
+- run against run, when two runs were evaluated on the same held-out problems (`pairwise`), and
+  each run against the base model its chain started from (`base_entries`: a GRPO run trained
+  from an SFT run folder is compared with the model the SFT run started from);
 - strict and last-number-fallback accuracy of the same responses (`other_grading`), since GSM8K
   results are headlined strict (`grading.fallback: false`, the `####` answer only) and a strict
   run also shows, labelled, what the fallback would have given;
@@ -88,6 +90,21 @@ def pairwise(runs: list[tuple[str, Evals]]) -> list[tuple[str, str, PairedCompar
     return out
 
 
+def base_entries(runs: list[tuple[str, str, Evals]], run_models: set[str]) -> list[tuple[str, Evals]]:
+    """Entries for `pairwise` holding the base models' evaluations: the rows before training of each
+    run (name, model, evals) whose model is not itself a reported run (`run_models`: the runs'
+    folders), one per model and problem set, as `base (<model>)` with those rows as its `after`."""
+    out, seen = [], set()
+    for _, model, ev in runs:
+        key = (model, tuple(sorted(r["id"] for r in ev.before or ())))
+        if not ev.before or model in run_models or key in seen:
+            continue
+        seen.add(key)
+        out.append((f"base ({model})", Evals(before=None, after=ev.before, grading=ev.grading, style=ev.style,
+                                             timeout=ev.timeout)))
+    return out
+
+
 def other_grading(ev: Evals, rows: list[dict[str, Any]] | None) -> tuple[str, float] | None:
     """The accuracy of `rows` under the grading the run did not use: (label, accuracy).
 
@@ -99,6 +116,14 @@ def other_grading(ev: Evals, rows: list[dict[str, Any]] | None) -> tuple[str, fl
         ok = [eval_files.fallback_correct(r, ev.style, ev.timeout) for r in rows]
         return "last-number fallback", sum(ok) / len(ok)
     return STRICT, sum(eval_files.strict_correct(r) for r in rows) / len(rows)
+
+
+def grading_cells(ev: Evals | None, rows: list[dict[str, Any]] | None) -> list[str]:
+    """Table cells [grading, the other grading's accuracy of the same responses]; `-` without rows."""
+    if ev is None:
+        return [NONE, NONE]
+    other = other_grading(ev, rows)
+    return [ev.grading, f"{other[0]}: {other[1]:.1%}" if other else NONE]
 
 
 def behaviour(rows: list[dict[str, Any]] | None) -> dict[str, float] | None:
@@ -141,9 +166,10 @@ def paired_section(pairs: list[tuple[str, str, PairedComparison, str]]) -> list[
     if not pairs:
         return []
     lines = ["## Paired comparisons", "",
-             "Runs evaluated on the same held-out problems, after training, compared problem by problem: the "
-             "difference B - A with its 95% paired bootstrap interval, and McNemar's exact test (p-values are per "
-             "comparison, not corrected for multiple comparisons).", "",
+             "Runs after training, and the base models they started from (before training), compared problem by "
+             "problem where they were evaluated on the same held-out problems: the difference B - A with its 95% "
+             "paired bootstrap interval, and McNemar's exact test (p-values are per comparison, not corrected for "
+             "multiple comparisons).", "",
              "| A | B | n | A accuracy | B accuracy | B - A (points) | only A right | only B right | p | grading |",
              "|" + " --- |" * 10]
     for a, b, c, grading in pairs:

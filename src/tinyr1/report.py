@@ -8,12 +8,10 @@
   change in points, and pass@k / maj@k when some run measured them. When every run starts from
   the same model and held-out set (same data, same accuracy and n before training), that shared
   starting point is one "base model" row and the runs show their accuracy after training;
-- when the runs saved their held-out rows (`eval/step-<k>.jsonl`, `tinyr1.eval_files`): the
-  grading (strict or last-number fallback) and, beside a strict run's accuracy, the fallback
-  accuracy of the same responses (labelled); the p-value of McNemar's exact test of each run
-  after vs before training on the same problems; a table of paired run-vs-run comparisons on a
-  shared held-out set (`tinyr1.comparisons`, `tinyr1.stats`); and the held-out behaviour before
-  -> after (response tokens, truncation, self-check phrases);
+- with the runs' saved held-out rows (`eval/step-<k>.jsonl`; `tinyr1.comparisons`): the grading
+  and, beside a strict run's accuracy, the labelled fallback accuracy of the same responses; each
+  run's McNemar p after vs before training; paired run-vs-run (and run-vs-base-model) tests on a
+  shared held-out set; the held-out behaviour (tokens, truncation, self-checks) before -> after;
 - a verdict computed from the numbers: the run with the highest held-out accuracy, and whether
   it stands apart from its start and from the runner-up: by the paired test when the rows are
   there (p < 0.01 / 0.05 on the same problems), else by whether the 95% Wilson intervals overlap
@@ -109,7 +107,9 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = shared_base(runs)
-    pairs = C.pairwise([(r.name, r.evals) for r in runs if r.after and r.evals])
+    folders = {str(r.path) for r in runs}
+    bases = C.base_entries([(r.name, _model_key(r.model), r.evals) for r in runs if r.evals], folders)
+    pairs = C.pairwise(bases + [(r.name, r.evals) for r in runs if r.after and r.evals])
     lines = [f"# {title or 'tinyr1 report'}", "", "Runs: " + ", ".join(f"`{r.path}`" for r in runs) + ".", ""]
     lines += [_base_sentence(runs, base), "", *table(runs, base), ""]
     lines += ["Intervals are 95% Wilson intervals on the held-out problems; wall time and tokens are for the whole "
@@ -121,6 +121,11 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path
+
+
+def _model_key(model: str) -> str:
+    """A run's model as a resolved folder when it is one (a chain's later stage names a run folder)."""
+    return str(Path(model).resolve()) if Path(model).is_dir() else model
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -279,7 +284,7 @@ def table(runs: list[Run], base: dict[str, Any] | None) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     if base:
         cells = ["base model", NONE, runs[0].model, NONE, "0", NONE, NONE, fmt_accuracy(base), NONE, *([NONE] * paired)]
-        cells += _grading_cells(runs[0], runs[0].evals.before if runs[0].evals else None) if saved else []
+        cells += C.grading_cells(runs[0].evals, runs[0].evals.before if runs[0].evals else None) if saved else []
         lines.append(_table_line(cells + [_pct(base.get(k)) for k in extras]))
     for r in runs:
         if r.after:
@@ -294,17 +299,9 @@ def table(runs: list[Run], base: dict[str, Any] | None) -> list[str]:
         tokens = f"{r.tokens:,}" if r.tokens is not None else NONE
         cells = [r.name, r.method, r.model, r.lora, r.steps, wall, tokens, result, change]
         cells += [C.fmt_p(r.paired.p_value) if r.paired else NONE] * paired
-        cells += _grading_cells(r, r.evals.after if r.evals and r.after else None) if saved else []
+        cells += C.grading_cells(r.evals, r.evals.after if r.evals and r.after else None) if saved else []
         lines.append(_table_line(cells + [_pct(r.extras.get(k)) for k in extras]))
     return lines
-
-
-def _grading_cells(run: Run, rows: list[dict[str, Any]] | None) -> list[str]:
-    """[grading, the other grading's accuracy of the same responses]; `-` without saved rows."""
-    if run.evals is None:
-        return [NONE, NONE]
-    other = C.other_grading(run.evals, rows)
-    return [run.evals.grading, f"{other[0]}: {other[1]:.1%}" if other else NONE]
 
 
 def _table_line(cells: list[str]) -> str:
@@ -352,6 +349,11 @@ def verdict(runs: list[Run], base: dict[str, Any] | None, pairs: list[tuple[str,
                         if _overlap(best.after, start) else "; the intervals do not overlap.")
     else:
         text[0] += "."
+    from_base = [(a, c) for a, b, c, _ in pairs if b == best.name and a.startswith("base (")]
+    if from_base and _model_key(best.model) in {str(r.path) for r in runs}:  # a chain: it started from a run here
+        label, c = from_base[0]
+        text.append(f"Against the model its chain started from, {label}, on the same {c.n} problems: "
+                    f"{C.fmt_difference(c)} points, {C.significance(c.p_value)}.")
     if len(done) > 1:
         text.append(_runner_up(best, done[1], pairs))
     if not base and len(runs) > 1:
