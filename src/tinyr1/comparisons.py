@@ -166,10 +166,10 @@ def paired_section(pairs: list[tuple[str, str, PairedComparison, str]]) -> list[
     if not pairs:
         return []
     lines = ["## Paired comparisons", "",
-             "Runs after training, and the base models they started from (before training), compared problem by "
-             "problem where they were evaluated on the same held-out problems: the difference B - A with its 95% "
-             "paired bootstrap interval, and McNemar's exact test (p-values are per comparison, not corrected for "
-             "multiple comparisons).", "",
+             ("Runs after training, and the base models they started from (before training), compared problem by "
+              "problem where they were evaluated on the same held-out problems: the difference B - A with its 95% "
+              "paired bootstrap interval, and McNemar's exact test (p-values are per comparison, not corrected for "
+              "multiple comparisons)."), "",
              "| A | B | n | A accuracy | B accuracy | B - A (points) | only A right | only B right | p | grading |",
              "|" + " --- |" * 10]
     for a, b, c, grading in pairs:
@@ -184,8 +184,8 @@ def behaviour_section(runs: list[tuple[str, Evals]]) -> list[str]:
     found = [(name, b, a) for name, b, a in found if b or a]
     if not found:
         return []
-    lines = ["## Held-out behaviour", "", "Before -> after training, greedy responses to the held-out problems; "
-             "self-check: share of responses with a phrase such as \"wait\" or \"let me check\" (`tinyr1.behaviour`).",
+    lines = ["## Held-out behaviour", "", ("Before -> after training, greedy responses to the held-out problems; "
+             "self-check: share of responses with a phrase such as \"wait\" or \"let me check\" (`tinyr1.behaviour`)."),
              "", "| run | mean response tokens | truncated | self-check |", "| --- | --- | --- | --- |"]
     formats = (("tokens", "{:.1f}"), ("truncated", "{:.1%}"), ("self_check", "{:.1%}"))
     for name, b, a in found:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-__all__ = ["Equation", "find_equations", "stated_values", "agrees", "written_numbers"]
+__all__ = ["Equation", "agrees", "find_equations", "stated_values", "written_numbers"]
 
 MAX_DIGITS = 30  # per number: real arithmetic never needs more
 MAX_TOKENS = 64  # per side of an `=`

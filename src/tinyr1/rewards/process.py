@@ -139,10 +139,12 @@ def arithmetic_step_rewards(
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 # Numbers a question gives in words (GSM8K writes "two hours", "twice as many", "half of them").
+_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+_TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 GIVEN_WORDS = {
-    **{w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                                  "fifteen sixteen seventeen eighteen nineteen twenty".split())},
-    **{w: 10 * i for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)},
+    **{w: i for i, w in enumerate(_UNITS)},
+    **{w: 10 * i for i, w in enumerate(_TENS, 3)},
     "hundred": 100, "thousand": 1000, "half": 2, "halves": 2, "twice": 2, "double": 2, "doubles": 2, "triple": 3,
     "thrice": 3, "quarter": 4, "quarters": 4, "dozen": 12, "dozens": 12, "percent": 100, "%": 100,
 }
