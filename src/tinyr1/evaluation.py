@@ -124,11 +124,12 @@ def evaluate(
     """Greedy accuracy (and pass@k / maj@k when `samples` > 1) of `model` on `problems`."""
     prompts = [render_prompt(p, prompt_cfg, tokenizer, shots) for p in problems]
     t0 = time.perf_counter()
-    greedy = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=0.0, n=1, batch_size=sampling.batch_size)
+    greedy = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=0.0, n=1, batch_size=sampling.batch_size,
+                            engine=sampling.engine)
     rows, tokens = _run(model, tokenizer, problems, prompts, greedy, grading, prompt_cfg.style, "greedy", progress)
     summary = greedy_summary(rows)
     if samples > 1:
-        params = SamplingParams(sampling.max_new_tokens, temperature, sampling.top_p, samples, sampling.batch_size)
+        params = SamplingParams(sampling.max_new_tokens, temperature, sampling.top_p, samples, sampling.batch_size, sampling.engine)
         sampled, more = _run(model, tokenizer, problems, prompts, params, grading, prompt_cfg.style, "sample", progress)
         rows += sampled
         tokens += more

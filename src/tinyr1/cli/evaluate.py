@@ -22,7 +22,7 @@ from tinyr1.data import load_problems
 from tinyr1.data.benchmarks import load_benchmark, preset
 from tinyr1.evaluation import evaluate_sharded, format_table
 from tinyr1.io import write_json_atomic, write_jsonl
-from tinyr1.models.load import load_model
+from tinyr1.rollout.policy_copy import load_sampler
 
 USAGE = __doc__.split("\n\n")[1]
 ALIASES = {
@@ -64,7 +64,7 @@ def main(args: list[str]) -> int:
     out = Path(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     D.init(cpu=job.model.device == "cpu")
     with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
-        model, tokenizer = load_model(job.model, merge_adapter=True)
+        model, tokenizer = load_sampler(job.model, job.sampling)  # the model, or a vLLM engine holding it
     result = evaluate_sharded(model, tokenizer, problems, job.prompt, job.sampling, job.grading,
                               samples=job.eval.samples, temperature=job.sampling.temperature, shots=shots, progress=D.is_main())
     main_rank = D.is_main()

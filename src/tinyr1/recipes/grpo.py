@@ -260,7 +260,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     data = load_data(job)
     model, tokenizer = build_policy(job)
     ref_model = frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
-    sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # rollouts and evals run on a merged copy
+    sampler = SamplingCopy(model, job.model, job.sampling.dtype, job.sampling.engine, job.sampling.vllm_memory_gib)  # rollouts and evals run on a merged copy
     optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)

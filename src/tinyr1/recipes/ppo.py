@@ -207,7 +207,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     model, tokenizer = build_policy(job)
     critic = build_critic(model, job)
     ref_model = frozen_copy(model) if job.ppo.kl_coef > 0 and job.lora.rank == 0 else None
-    sampler = SamplingCopy(model, job.model, job.sampling.dtype)
+    sampler = SamplingCopy(model, job.model, job.sampling.dtype, job.sampling.engine, job.sampling.vllm_memory_gib)
     optimizer, scheduler = build_optimizer([*trainable_parameters(model), *critic.parameters()], job.optim, job.run.steps)
     model, critic, optimizer = D.prepare(model, critic, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)

@@ -165,7 +165,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     model, tokenizer = build_policy(job)
     if job.sft.packing:
         check_packing(model)
-    sampler = SamplingCopy(model, job.model, job.sampling.dtype)  # evals run on a merged copy
+    sampler = SamplingCopy(model, job.model, job.sampling.dtype, job.sampling.engine, job.sampling.vllm_memory_gib)  # evals run on a merged copy
     optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)

@@ -18,9 +18,9 @@ from tinyr1.data import load_problems
 from tinyr1.data.prompts import render_prompt
 from tinyr1.evaluation import pass_at_k
 from tinyr1.io import write_jsonl
-from tinyr1.models.load import load_model
 from tinyr1.rewards.answers import grade_many
 from tinyr1.rollout.collect import generate, sampling_params
+from tinyr1.rollout.policy_copy import load_sampler
 
 
 def collect(job: RMCollectJob) -> dict:
@@ -28,7 +28,7 @@ def collect(job: RMCollectJob) -> dict:
     c, k = job.collect, job.collect.samples
     problems = load_problems(job.data, c.split)[: c.limit]
     shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
-    model, tokenizer = load_model(job.model, merge_adapter=True)
+    model, tokenizer = load_sampler(job.model, job.sampling)
     torch.manual_seed(c.seed)
     prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in problems]
     rollout = generate(model, tokenizer, problems, prompts, sampling_params(job.sampling, k), progress=True)

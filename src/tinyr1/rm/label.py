@@ -26,10 +26,10 @@ from tinyr1.config import PRMLabelJob
 from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
 from tinyr1.io import read_jsonl
-from tinyr1.models.load import load_model
 from tinyr1.rewards.answers import grade_many
 from tinyr1.rewards.steps import split_steps
 from tinyr1.rollout.collect import sampling_params
+from tinyr1.rollout.policy_copy import load_sampler
 from tinyr1.rollout.sampler import sample
 from tinyr1.types import Problem
 
@@ -110,7 +110,7 @@ def label(job: PRMLabelJob) -> dict:
     n_done = sum(s["id"] in done for s in solutions)
     written = 0
     if todo:
-        model, tokenizer = load_model(job.model, merge_adapter=True)
+        model, tokenizer = load_sampler(job.model, job.sampling)
         out.parent.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(solutions), initial=n_done, desc="prm label", unit="solution", disable=not lb.progress)
         for c, chunk in todo:

@@ -25,7 +25,7 @@ def sampling_params(sampling: SamplingConfig, n: int, temperature: float | None 
     """The config's sampling section as the sampler's parameters: `n` per prompt, at the section's
     temperature unless one is given (0 = greedy)."""
     t = sampling.temperature if temperature is None else temperature
-    return SamplingParams(sampling.max_new_tokens, t, sampling.top_p, n, sampling.batch_size)
+    return SamplingParams(sampling.max_new_tokens, t, sampling.top_p, n, sampling.batch_size, sampling.engine)
 
 
 def generate(model, tokenizer, problems: list[Problem], prompts: list[str], params: SamplingParams,

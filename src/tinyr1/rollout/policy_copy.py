@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from peft.tuners.lora import LoraLayer
 
 from tinyr1 import distributed as D
-from tinyr1.models.load import load_model
+from tinyr1.models.load import adapter_base, load_model, pick_device, resolve
 
 
 @lru_cache(maxsize=1)
@@ -97,12 +98,14 @@ class SamplingCopy:
     of tokens, and every forward of a sharded model is a collective. It gets a copy at its first refresh.
     """
 
-    def __init__(self, policy, model_cfg, dtype: str = "auto"):
+    def __init__(self, policy, model_cfg, dtype: str = "auto", engine: str = "fast", vllm_memory_gib: float = 4.0):
         device = next(policy.parameters()).device
         self.model_cfg, self.device = model_cfg, device
         self.dtype = resolve_dtype(dtype, device)
+        self.engine, self.vllm_memory_gib, self.vllm = engine, vllm_memory_gib, None
         plain = not hasattr(policy, "peft_config")
-        self.model = None if plain and self.dtype == torch.float32 else self._load()  # None: the policy itself samples
+        # None: the policy itself samples (or vLLM does, with its own copy of the weights)
+        self.model = None if engine == "vllm" or (plain and self.dtype == torch.float32) else self._load()
 
     def _load(self):
         name = "bfloat16" if self.dtype == torch.bfloat16 else "float32"
@@ -110,7 +113,13 @@ class SamplingCopy:
         return model.requires_grad_(False)
 
     def refresh(self, policy):
-        """Copy the policy's current (merged) weights in; returns the model to sample with."""
+        """Copy the policy's current (merged) weights in; returns the model to sample with (a vLLM
+        engine with `sampling.engine: vllm`)."""
+        if self.engine == "vllm":
+            if self.vllm is None:
+                self.vllm = vllm_engine(self.model_cfg, self.dtype, self.vllm_memory_gib)
+            self.vllm.load_weights(merged_tensors(policy))
+            return self.vllm
         if self.model is None:
             if not D.is_sharded(policy):
                 return policy
@@ -131,3 +140,27 @@ class SamplingCopy:
             raise RuntimeError(f"sampling copy out of sync with the policy: missing {missing}, unexpected {unexpected}")
         self.model.eval()
         return self.model
+
+
+def vllm_engine(model_cfg, dtype: torch.dtype, memory_gib: float):
+    """A vLLM engine on `model_cfg`'s weights (an adapter's base model: push the merged weights after)."""
+    # vLLM is an optional extra, imported only when sampling.engine is vllm
+    from tinyr1.rollout.vllm_engine import VLLMEngine
+
+    folder = resolve(model_cfg.name)
+    if isinstance(folder, Path) and (folder / "adapter_config.json").is_file():
+        folder = resolve(adapter_base(folder))
+    return VLLMEngine(folder, dtype="bfloat16" if dtype == torch.bfloat16 else "float32", kv_cache_gib=memory_gib,
+                      threads=torch.get_num_threads())
+
+
+def load_sampler(model_cfg, sampling):
+    """(what samples, tokenizer) for evaluation, `rm collect` and `prm label`: the model itself, or a
+    vLLM engine holding its weights (adapters merged) with `sampling.engine: vllm`."""
+    model, tokenizer = load_model(model_cfg, merge_adapter=True)
+    if sampling.engine != "vllm":
+        return model, tokenizer
+    engine = vllm_engine(model_cfg, resolve_dtype(sampling.dtype, torch.device(pick_device(model_cfg.device))),
+                         sampling.vllm_memory_gib)
+    engine.load_weights(model.state_dict().items())  # adapters merged in, whatever the folder held
+    return engine, tokenizer

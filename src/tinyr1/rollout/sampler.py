@@ -28,7 +28,8 @@ class SamplingParams:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     n: int = 1  # samples per prompt (G)
-    batch_size: int = 64  # sequences generated together
+    batch_size: int = 64  # sequences generated together (the fast and hf engines; vLLM batches on its own)
+    engine: str = "fast"  # a key of ENGINES
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -83,15 +84,23 @@ def _fast_generate(model, tokenizer, prompt_ids, params, stops):
     return fast_generate(model, tokenizer, prompt_ids, params, stops)
 
 
-ENGINES = {"hf": _hf_generate, "fast": _fast_generate}
+def _vllm_generate(engine, tokenizer, prompt_ids, params, stops):
+    # the `model` handed to `sample` is a rollout.vllm_engine.VLLMEngine: it samples with its own
+    # copy of the weights (pushed by SamplingCopy.refresh / load_sampler)
+    return engine(None, tokenizer, prompt_ids, params, stops)
 
 
-def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str = "fast", progress: bool = False) -> Samples:
+ENGINES = {"hf": _hf_generate, "fast": _fast_generate, "vllm": _vllm_generate}
+
+
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str | None = None,
+           progress: bool = False) -> Samples:
     """Generate `params.n` responses for each prompt text.
 
     Prompts are processed in chunks of about `batch_size // n` prompts. Returns `Samples` with
     N = len(prompts) * n responses, grouped by prompt, each cut after its first stop token.
     """
+    engine = engine or params.engine
     if engine not in ENGINES:
         raise ValueError(f"unknown sampling engine {engine!r}; expected one of {', '.join(ENGINES)}")
     generate = ENGINES[engine]
