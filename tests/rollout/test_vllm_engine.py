@@ -14,6 +14,10 @@ import torch
 
 from tinyr1.rollout.sampler import ENGINES, SamplingParams, cut_at_stop, stop_token_ids
 
+# building the engine takes ~15 s, and each test a minute or more of decoding on 2 cores; under other
+# jobs' load the sampling test once took more than the suite's default 300 s
+pytestmark = pytest.mark.timeout(900)
+
 QUESTIONS = [
     "Calculate 12 + 7.",
     "What is 5 - 3 - 6?",
@@ -46,14 +50,16 @@ def setup():
 
     from tinyr1.rollout.vllm_engine import VLLMEngine
 
-    engine = VLLMEngine(where, dtype="float32", kv_cache_gib=1, max_model_len=1024, threads=torch.get_num_threads(),
-                        enforce_eager=True)  # eager: no minute-long graph compile in a test
+    engine = VLLMEngine(where, dtype="float32", kv_cache_gib=1, max_model_len=1024, enforce_eager=True)  # eager: no minute-long graph compile in a test
     tok = AutoTokenizer.from_pretrained(where)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32).eval()
-    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": f"{q}\n\n{INSTRUCTION}"}], tokenize=False,
-                                           add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-               for q in QUESTIONS]
-    return engine, model, tok, prompts, stop_token_ids(model, tok)
+    return engine, model, tok, [chat(tok, q) for q in QUESTIONS], stop_token_ids(model, tok)
+
+
+def chat(tok, question, system=None):
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": f"{question}\n\n{INSTRUCTION}"})
+    return tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
 
 
 def cut(raws, stops):
@@ -91,6 +97,10 @@ def test_sampled_logprobs_match_a_forward(setup):
 
 def test_load_weights_changes_outputs_and_restoring_restores_them(setup):
     engine, model, tok, prompts, stops = setup
+    # a prompt of more than two 128-token KV blocks: the prefix cache keeps its blocks between calls,
+    # and stale ones (old weights) would change this prompt's answer if load_weights left them
+    prompts = prompts + [chat(tok, QUESTIONS[0], system="You are a careful math tutor. " * 40)] * 2
+    assert len(prompts[-1]) > 256
     params = SamplingParams(max_new_tokens=16, temperature=0.0)
     before = cut(engine(model, tok, prompts, params, stops)[0], stops)
     original = {k: t.clone() for k, t in model.state_dict().items()}

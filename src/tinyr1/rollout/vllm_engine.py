@@ -1,4 +1,4 @@
-"""vLLM as a rollout engine behind the sampler's engine contract (prototype; optional dependency).
+"""vLLM as a rollout engine behind the sampler's engine contract (`sampling.engine: vllm`; an optional extra).
 
     engine = VLLMEngine(model_dir, dtype="bfloat16")
     raws, logprobs = engine(model, tokenizer, prompt_ids, params, stops)   # like sampler.ENGINES[...]
@@ -24,16 +24,19 @@ How it departs from the fast engine (rollout/engine.py):
     generator: `torch.manual_seed` makes a rollout reproducible, but the samples differ from the
     fast engine's at the same seed. No per-request seeds: on CPU, vLLM 0.32 crashes with them
     ("CPU Generator does not use offset") once a step's token is discarded (chunked prefill);
-  - a prompt's `n` samples share its prefill through vLLM's prefix cache (the fast engine shares
-    the prompt's keys and values directly); batching is vLLM's own (continuous batching, paged
-    KV cache of `kv_cache_gib`), not `params.batch_size`;
-  - greedy tokens equal the fast engine's only as far as the arithmetic agrees: vLLM's CPU
-    kernels (attention, RMSNorm, rotary, compiled graph) round differently, and near-ties in the
-    logits can flip (tests/rollout/test_vllm_engine.py measures it on the embedded model);
-  - building the engine changes process-wide state: vLLM sets torch's threads to 1 unless
-    OMP_NUM_THREADS is set (`threads` sets it), starts a one-process gloo group, and its CPU
-    worker swaps `torch.set_num_threads` for a no-op (put back here: in-process, vLLM binds no
-    OpenMP threads, the reason for the swap).
+  - the fast engine prefills each prompt once for its `n` samples; here the `n` samples are `n`
+    requests, scheduled in the same step, and each prefills the whole prompt (vLLM's prefix
+    cache only shares full 128-token KV blocks computed in an earlier step). Batching is vLLM's
+    own (continuous batching, paged KV cache of `kv_cache_gib`), not `params.batch_size`;
+  - greedy tokens equal the fast engine's only as far as the arithmetic agrees (vLLM has its own
+    CPU kernels); in float32 on the embedded model they were identical (8 math prompts x 128
+    tokens; the tests check 4 x 32), and the log-probs matched a plain forward to ~5e-6 mean; bf16
+    was not compared;
+  - building the engine changes process-wide state: vLLM would set torch's threads to 1 (it
+    leaves them when OMP_NUM_THREADS is set: set here, to `threads`, by default torch's current
+    count, which torch keeps), it starts a one-process gloo group, and its CPU worker swaps
+    `torch.set_num_threads` for a no-op (put back here: in-process, vLLM binds no OpenMP
+    threads, the reason for the swap).
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ class VLLMEngine:
     def __init__(self, model_dir, dtype: str = "bfloat16", kv_cache_gib: float = 2, max_model_len: int = 2048,
                  threads: int | None = None, seed: int = 0, **llm_kwargs):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process
-        if threads is not None:  # else vLLM drops torch to 1 thread
-            os.environ["OMP_NUM_THREADS"] = str(threads)
+        threads = threads or torch.get_num_threads()
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # set, it keeps vLLM from dropping torch to 1 thread
         from vllm import LLM
 
         set_num_threads = torch.set_num_threads
@@ -59,6 +62,7 @@ class VLLMEngine:
                        kv_cache_memory_bytes=int(kv_cache_gib * 2**30),  # else 90% of RAM less what is in use
                        logprobs_mode="raw_logprobs", **llm_kwargs)
         torch.set_num_threads = set_num_threads
+        torch.set_num_threads(threads)
         try:  # the model's own end-of-turn ids, as sampler.stop_token_ids reads them from a transformers model
             self.generation_config = GenerationConfig.from_pretrained(str(model_dir))
         except OSError:  # no generation_config.json: the tokenizer's EOS alone
