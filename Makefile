@@ -3,6 +3,7 @@
 #   make setup   create or update .venv/ and the embedded model (fast when already done)
 #   make demo    set up, then run the main job on the embedded model
 #   make test    set up with dev tools, then run the test suite
+#   make gsm8k   the GSM8K recipe: SFT then GRPO on the embedded model (about 3 hours on 2 cores)
 #
 # torch: on a machine without CUDA the CPU build of torch is installed (never a multi-GB CUDA
 # build); with an NVIDIA GPU the default (CUDA) build. Override with TORCH_SPEC / TORCH_INDEX.
@@ -14,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_INDEX ?= $(if $(HAS_CUDA),,--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup dev demo test clean-venv vllm-cpu test-vllm
+.PHONY: setup dev demo test clean-venv vllm-cpu test-vllm gsm8k
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,18 @@ demo: setup
 
 test: dev
 	$(BIN)/python -m pytest
+
+# The GSM8K recipe on the embedded model: SFT on GSM8K's train split (500 problems held out, the
+# same for both stages), then GRPO from the SFT run, then a report with paired tests. A stage that
+# finished (final/ exists) is not run again; an interrupted one continues with
+# `tinyr1 train --resume runs/gsm8k-sft` (or gsm8k-grpo). GSM8K= points at another seed-layout folder.
+GSM8K ?= ../shared/data/GSM8K
+
+gsm8k: setup
+	@test -d runs/gsm8k-sft/final || $(BIN)/tinyr1 train configs/gsm8k_sft.yaml --data.source=gsm8k:$(GSM8K) --run.name=gsm8k-sft
+	@test -d runs/gsm8k-grpo/final || $(BIN)/tinyr1 train configs/gsm8k_grpo.yaml --data.source=gsm8k:$(GSM8K) \
+		--model.name=runs/gsm8k-sft --run.name=gsm8k-grpo
+	$(BIN)/tinyr1 report runs/gsm8k-sft runs/gsm8k-grpo --out runs/gsm8k-report --title "GSM8K: SFT then GRPO"
 
 clean-venv:
 	rm -rf $(VENV) $(VLLM_VENV)

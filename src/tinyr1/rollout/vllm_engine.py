@@ -41,6 +41,8 @@ How it departs from the fast engine (rollout/engine.py):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 
 import torch
@@ -57,6 +59,7 @@ class VLLMEngine:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # set, it keeps vLLM from dropping torch to 1 thread
         from vllm import LLM
 
+        self.dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
         set_num_threads = torch.set_num_threads
         self.llm = LLM(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
                        kv_cache_memory_bytes=int(kv_cache_gib * 2**30),  # else 90% of RAM less what is in use
@@ -93,6 +96,28 @@ class VLLMEngine:
     def load_weights(self, named_tensors) -> None:
         """Replace the engine's weights with (name, tensor) pairs in checkpoint names (HF keys);
         later rollouts sample from them."""
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors),
-                                                          "is_checkpoint_format": True})
+        tensors = ((name, t.to(self.dtype)) for name, t in named_tensors)  # in the engine's dtype: no cast warning per weight
+        with _quiet_rotary():
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": tensors, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached prompt keys/values were computed with the old weights
+
+
+class _RotaryFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "RotaryEmbedding: Failed to load weights" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_rotary():
+    """vLLM's in-place reload warns that the rotary embedding has no weights to load (it has none:
+    its frequencies are computed, and outputs after a reload match the fast engine's, tested);
+    that one line per push is dropped."""
+    logger, f = logging.getLogger("vllm"), _RotaryFilter()
+    handlers = [logger, *logger.handlers]
+    for h in handlers:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(f)
