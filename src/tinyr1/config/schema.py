@@ -152,7 +152,8 @@ class EvalJob:
 @dataclass
 class RunConfig:
     name: str | None = None
-    """Run folder name under `output_dir` (default: `<algorithm>-<date>-<time>`)."""
+    """Run folder name under `output_dir` (default: `<algorithm>-<date>-<time>`); a plain name,
+    no `/` or `..`."""
     output_dir: str = "runs"
     """Where run folders are created."""
     seed: int = 0
@@ -164,7 +165,8 @@ class RunConfig:
     eval_size: int = 200
     """Held-out problems per evaluation (the first N of the test split, never used for training)."""
     save_every: int = 0
-    """Checkpoint every K steps (0 = only at the end); a checkpoint is what `--resume` continues from."""
+    """Checkpoint every K steps, and always after the last one (0 = only then); a checkpoint is
+    what `--resume` continues from, exactly (a run without one starts again from step 0)."""
     log_samples: int = 4
     """Completions per step written to samples.jsonl with their rewards."""
     report_to: list[str] = field(default_factory=list)
