@@ -217,6 +217,11 @@ class OptimConfig:
     """GRPO update without padding: each micro-batch's sequences are packed into rows as long as
     its longest one, attention kept apart by position ids. Same loss; pays off when lengths vary
     a lot or attention kernels skip masked blocks (GPU); on CPU, sorted micro-batches leave little padding."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN or infinite loss, gradient norm or reward: `stop` the run before the optimizer step
+    (one line naming the step and the quantity; checkpoints keep the last finite weights), or
+    `skip` that optimizer step and go on (counted in `optim/skipped`). Non-finite weights after
+    an optimizer step always stop the run: they are never saved."""
     share_prompt: bool = True
     """GRPO update: run each group's prompt once and repeat its keys/values for the group's G
     responses (micro-batches of whole groups). Same loss and gradients; 1/G of the prompt compute.

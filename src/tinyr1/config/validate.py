@@ -117,7 +117,9 @@ def _extra(d: DataConfig) -> None:
 
 
 def _optim(o: OptimConfig) -> None:
-    check(o.lr > 0, "optim.lr", "a number > 0", o.lr)
+    # AdamW moves each weight by about lr per step: past 1 no run learns, and past ~3e37 the
+    # optimizer's bias-corrected step overflows float32 and crashes
+    check(0 < o.lr <= 1, "optim.lr", "a number in (0, 1]", o.lr)
     check(o.weight_decay >= 0, "optim.weight_decay", "a number >= 0", o.weight_decay)
     check(o.micro_batch_size >= 1, "optim.micro_batch_size", "an integer >= 1", o.micro_batch_size)
     check(o.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", o.warmup_steps)
