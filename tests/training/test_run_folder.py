@@ -224,6 +224,9 @@ def test_two_train_commands_with_one_run_name_at_once(tiny_model_dir, tmp_path):
         second = subprocess.run(args, env={**env, "TINYR1_PAUSE_AT": ""}, capture_output=True, text=True, timeout=300, check=False)
         assert second.returncode == 2 and "Traceback" not in second.stderr
         assert f"is in use by another tinyr1 process (pid {first.pid})" in second.stderr.strip().splitlines()[-1]
+        resumed = subprocess.run([*args[:2], "train", "--resume", str(tmp_path / "runs" / "same")], env={**env, "TINYR1_PAUSE_AT": ""},
+                                 capture_output=True, text=True, timeout=300, check=False)  # a --resume beside it, too
+        assert resumed.returncode == 2 and f"in use by another tinyr1 process (pid {first.pid})" in resumed.stderr
         assert [json.loads(line)["step"] for line in (tmp_path / "runs" / "same" / "metrics.jsonl").read_text().splitlines()] == [0, 1]
     finally:
         first.kill()

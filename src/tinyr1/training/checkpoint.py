@@ -15,9 +15,7 @@ What a crash cannot do:
   (a name of its own per process) and renamed into place; leftovers are removed on resume;
 - keep log lines for steps the checkpoint does not hold: the checkpoint records how long
   metrics.jsonl and samples.jsonl were, and resume cuts them back to that;
-- run code on resume: the trainer state is JSON plus safetensors, no pickle. Checkpoints of older
-  tinyr1 versions (trainer_state.pt) load with `torch.load(weights_only=True)`, which refuses
-  anything but tensors and plain values.
+- run code on resume: the trainer state is JSON plus safetensors, no pickle (`trainer_state.py`).
 Two processes never train in one folder: the folder's `.lock` is taken before anything is written.
 Under several processes only rank 0 writes; every process takes part in gathering sharded
 weights and loads checkpoints on resume.
@@ -28,7 +26,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pickle
 import random
 import shutil
 import time
@@ -39,7 +36,7 @@ import torch
 import yaml
 from peft import set_peft_model_state_dict
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from tinyr1 import distributed as D
 from tinyr1 import faults
@@ -47,8 +44,8 @@ from tinyr1.config import TrainJob, load_config, read_yaml, to_dict, validate_re
 from tinyr1.errors import UserError
 from tinyr1.io import read_jsonl, write_jsonl, write_text_atomic
 from tinyr1.training.problems import ProblemStream
+from tinyr1.training.trainer_state import LEGACY_STATE, STATE_JSON, read_trainer_state, write_trainer_state
 
-STATE_JSON, STATE_TENSORS, LEGACY_STATE = "trainer_state.json", "trainer_state.safetensors", "trainer_state.pt"
 LOGS = ("metrics.jsonl", "samples.jsonl")  # cut back to their checkpointed length on resume
 
 
@@ -153,6 +150,9 @@ def load_run_config(run_dir: Path, overrides: dict[str, Any], cls: type = TrainJ
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no config.yaml there (not a tinyr1 run folder)")
+    holder = lock_holder(run_dir)  # checked again under the lock itself, before anything is written
+    if holder is not None:
+        raise UserError(f"--resume {run_dir}: in use by another tinyr1 process (pid {holder}); wait for it to end")
     saved_keys = set(read_yaml(path))
     if saved_keys and "algorithm" in saved_keys and cls is not TrainJob:
         raise UserError(f"--resume {run_dir}: that folder holds a `tinyr1 train` run; continue it with "
@@ -188,82 +188,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = [p for p in run_dir.glob("checkpoint-*")
              if _step_of(p) >= 0 and ((p / STATE_JSON).is_file() or (p / LEGACY_STATE).is_file())]
     return max(ckpts, key=_step_of) if ckpts else None
-
-
-def _pack(obj: Any, tensors: dict[str, torch.Tensor], storages: set[int]) -> Any:
-    """`obj` as JSON with every tensor moved to `tensors` (named t0, t1, ...); tuples and dicts
-    with non-string keys keep their types (`{"__tuple__": [...]}`, `{"__items__": [[k, v], ...]}`)."""
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        ptr = t.untyped_storage().data_ptr()
-        if ptr in storages and t.numel():  # safetensors refuses tensors sharing memory (tied weights)
-            t = t.clone()
-        storages.add(t.untyped_storage().data_ptr())
-        name = f"t{len(tensors)}"
-        tensors[name] = t
-        return {"__tensor__": name}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_pack(v, tensors, storages) for v in obj]}
-    if isinstance(obj, list):
-        return [_pack(v, tensors, storages) for v in obj]
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: _pack(v, tensors, storages) for k, v in obj.items()}
-        return {"__items__": [[_pack(k, tensors, storages), _pack(v, tensors, storages)] for k, v in obj.items()]}
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"a checkpoint cannot hold a {type(obj).__name__}")
-
-
-def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_unpack(v, tensors) for v in obj]
-    if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            return tensors[obj["__tensor__"]]
-        if "__tuple__" in obj:
-            return tuple(_unpack(v, tensors) for v in obj["__tuple__"])
-        if "__items__" in obj:
-            return {_unpack(k, tensors): _unpack(v, tensors) for k, v in obj["__items__"]}
-        return {k: _unpack(v, tensors) for k, v in obj.items()}
-    return obj
-
-
-def write_trainer_state(folder: Path, state: dict[str, Any]) -> None:
-    """`state` as trainer_state.json (structure, numbers) + trainer_state.safetensors (tensors)."""
-    tensors: dict[str, torch.Tensor] = {}
-    text = json.dumps(_pack(state, tensors, set()))
-    save_file(tensors, folder / STATE_TENSORS)
-    (folder / STATE_JSON).write_text(text, encoding="utf-8")
-
-
-def read_trainer_state(folder: Path) -> dict[str, Any]:
-    """The trainer state of a checkpoint folder, executing nothing; `UserError` when it is corrupt
-    or (an old trainer_state.pt) holds anything but tensors and plain values."""
-    if not (folder / STATE_JSON).is_file() and (folder / LEGACY_STATE).is_file():
-        return _read_legacy(folder / LEGACY_STATE)
-    try:
-        tensors = load_file(folder / STATE_TENSORS)
-        state = _unpack(json.loads((folder / STATE_JSON).read_bytes().decode("utf-8")), tensors)
-        if not isinstance(state, dict) or "step" not in state:
-            raise ValueError("no step in it")
-        return state
-    except (OSError, ValueError, KeyError, SafetensorError) as e:
-        raise UserError(f"{folder}: corrupt trainer state ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                        f"remove {folder.name} to resume from the checkpoint before it") from None
-
-
-def _read_legacy(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as e:
-        found = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line]
-        raise UserError(f"{path}: refused: it holds Python objects that could run code when loaded, not only tensors "
-                        f"and plain values ({(found or ['not a weights-only pickle'])[0][:160]}); tinyr1 never writes "
-                        "such a file, so do not trust this run folder") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
-        raise UserError(f"{path}: corrupt trainer state ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                        f"remove {path.parent.name} to resume from the checkpoint before it") from None
 
 
 def _log_sizes(run_dir: Path) -> dict[str, int]:
