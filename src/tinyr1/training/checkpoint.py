@@ -139,7 +139,8 @@ def write_config(run_dir: Path, job) -> None:
 
 def remove_leftovers(run_dir: Path) -> None:
     """Temporary folders a killed process left half written (only the lock holder calls this)."""
-    for tmp in [*run_dir.glob(".checkpoint-*.tmp"), *run_dir.glob(".final*.tmp"), *run_dir.glob(".final*.old")]:
+    for tmp in [*run_dir.glob(".checkpoint-*.tmp"), *run_dir.glob(".checkpoint-*.old"), *run_dir.glob(".final.*.tmp"),
+                *run_dir.glob(".final.*.old")]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
