@@ -109,7 +109,7 @@ def main() -> None:
     responses = tmp / "responses.jsonl"
     responses.write_text("".join(json.dumps({"prompt": f"Calculate {a} + 1.", "completion": f"\\boxed{{{a + 1 + k}}}", "label": k == 0,
                                              "problem_id": str(a)}) + "\n" for a in range(1, 9) for k in range(2)))
-    table = ["| algorithm | checkpoint every | uninterrupted run | kills (seconds after each start) | identical after resume |",
+    table = ["| algorithm | checkpoint every | uninterrupted run | kills: seconds after the start (last step logged) | identical after resume |",
              "| --- | --- | --- | --- | --- |"]
     for algorithm in ns.algorithms.split(","):
         save_every = rng.randint(1, 3)
@@ -126,13 +126,16 @@ def main() -> None:
                 shutil.rmtree(folder(cut))
                 args = start(cut)
                 continue
-            kills.append(round(delay, 1))
+            metrics = folder(cut) / "metrics.jsonl"
+            logged = max((json.loads(x)["step"] for x in metrics.read_text().splitlines() if x.strip().endswith("}")),
+                         default=None) if metrics.is_file() else None
+            kills.append(f"{delay:.1f} s ({'start-up' if logged is None else f'after step {logged}'})")
             args = resume(cut) if (folder(cut) / "config.yaml").is_file() else start(cut)
         code, _ = launch(args, None)
         diffs = same_run(folder(cut), folder(whole))
         verdict = "yes" if not diffs else "NO: " + ", ".join(diffs)
-        print(f"{algorithm}: {len(kills)} kills at {kills} s, save_every {save_every}, identical: {verdict}", flush=True)
-        table.append(f"| {algorithm} | {save_every} | {whole_s:.0f} s | {len(kills)} ({', '.join(map(str, kills))}) | {verdict} |")
+        print(f"{algorithm}: {len(kills)} kills at {kills}, save_every {save_every}, identical: {verdict}", flush=True)
+        table.append(f"| {algorithm} | {save_every} | {whole_s:.0f} s | {len(kills)}: {', '.join(kills)} | {verdict} |")
     print("\n".join(table))
 
 

@@ -222,8 +222,10 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
         )
         write_trainer_state(tmp, state)
         _replace(tmp, path)  # a crash mid-save never leaves a half checkpoint that resume would pick
-        for old in sorted(run_dir.glob("checkpoint-*"), key=_step_of)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        for old in sorted(run_dir.glob("checkpoint-*"), key=_step_of)[:-keep]:  # renamed first: never half removed
+            gone = old.with_name(f".{old.name}.{os.getpid()}.old")
+            old.rename(gone)
+            shutil.rmtree(gone, ignore_errors=True)
     D.barrier()
     return path
 

@@ -80,7 +80,7 @@ class NonFiniteGuard:
         """After an optimizer step: weights that overflowed cannot be taken back, so the run
         stops whatever the policy, before anything saves them."""
         local = [p.to_local() if hasattr(p, "to_local") else p for p in params]  # FSDP2: this process's shards
-        finite = all(bool(torch.isfinite(p.detach()).all()) for p in local)
+        finite = bool(torch.stack([torch.isfinite(p.detach()).all() for p in local]).all()) if local else True  # one sync
         if D.all_reduce_max(int(not finite)):
             raise NonFiniteError(f"step {step}: the optimizer step made weights non-finite (optim.lr too large?); stopped "
                                  "before saving them (checkpoints hold the last good step). Lower optim.lr")
