@@ -389,6 +389,15 @@ def backward(loss) -> None:
         _accelerator.backward(loss)
 
 
+def grad_norm_known() -> bool:
+    """False under DeepSpeed, which clips inside its own step: `clip_grad_norm_` returns NaN there."""
+    if _accelerator is None:
+        return True
+    from accelerate.utils import DistributedType
+
+    return _accelerator.distributed_type != DistributedType.DEEPSPEED
+
+
 def clip_grad_norm_(parameters, max_norm: float):
     """Clip the (already all-reduced) gradients' global norm; returns the norm before clipping."""
     if _accelerator is None:

@@ -196,6 +196,8 @@ def method_name(config: dict[str, Any]) -> str:
 def _read_mapping(path: Path, parse, error: type[Exception]) -> dict[str, Any]:
     try:
         data = parse(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
     except error as e:
         raise UserError(f"{path}: could not be parsed ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):

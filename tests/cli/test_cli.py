@@ -115,3 +115,19 @@ def test_report_to_names_a_missing_tracker_and_moved_keys_are_named(monkeypatch,
 def test_push_is_a_command(tmp_path, capsys):
     assert main(["push", str(tmp_path / "no-run"), "me/model", "--to-dir", str(tmp_path / "out")]) == 2
     assert "no-run" in capsys.readouterr().err
+
+
+def test_a_200000_character_question_is_refused_with_one_line_not_run(tiny_model_dir, tmp_path, capsys):
+    """It used to run for minutes at gigabytes and return garbage; the prompt is checked against the context first."""
+    import time
+
+    (tmp_path / "GSM8K").mkdir()
+    rows = [{"question": "Calculate 1 + 1.", "answer": "#### 2"}] * 3 + [{"question": "Add: " + "1 + " * 50_000 + "1.", "answer": "#### 1"}]
+    (tmp_path / "GSM8K" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t0 = time.monotonic()
+    code = main(["eval", f"--model={tiny_model_dir}", f"--data=gsm8k:{tmp_path / 'GSM8K'}", "--split=test",
+                 "--sampling.max_new_tokens=4", f"--out={tmp_path / 'out'}"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tinyr1:")]
+    assert code == 2 and len(err) == 1 and "problem 'gsm8k/test/4': its prompt is" in err[0]
+    assert "exceeds the model's 2,048 positions" in err[0]
+    assert time.monotonic() - t0 < 120 and not (tmp_path / "out").exists()

@@ -56,6 +56,13 @@ def test_missing_folder_names_the_path_and_layout(tmp_path):
 
 
 def test_folder_without_train_file_says_so(tmp_path):
+    with pytest.raises(UserError, match="has neither train.jsonl nor test.jsonl"):
+        load_problems(cfg(f"gsm8k:{tmp_path}"), "train")
+
+
+def test_a_folder_holding_only_test_jsonl_serves_the_test_split(tmp_path):
+    (tmp_path / "test.jsonl").write_text((GSM8K / "test.jsonl").read_text())
+    assert load_problems(cfg(f"gsm8k:{tmp_path}"), "test") == load_problems(cfg(f"gsm8k:{GSM8K}"), "test")
     with pytest.raises(UserError, match="has no train.jsonl"):
         load_problems(cfg(f"gsm8k:{tmp_path}"), "train")
 

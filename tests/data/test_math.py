@@ -163,3 +163,12 @@ def test_folder_with_no_problem_files_says_so(tmp_path):
     (tmp_path / "train" / "algebra").mkdir(parents=True)
     with pytest.raises(UserError, match=r"train: no <subject>/<id>\.json files found"):
         load_problems(cfg(f"math:{tmp_path}"), "train")
+
+
+def test_a_folder_holding_only_test_serves_the_test_split(tmp_path):
+    import shutil
+
+    shutil.copytree(MATH / "test", tmp_path / "test")
+    assert load_problems(cfg(f"math:{tmp_path}"), "test") == load_problems(cfg(f"math:{MATH}"), "test")
+    with pytest.raises(UserError, match="has no train/ folder"):
+        load_problems(cfg(f"math:{tmp_path}"), "train")

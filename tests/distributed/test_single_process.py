@@ -10,7 +10,7 @@ import torch
 from tinyr1 import distributed as D
 from tinyr1.config import TrainJob, load_config, validate
 from tinyr1.errors import UserError
-from tinyr1.training.checkpoint import save_checkpoint, save_final
+from tinyr1.training.checkpoint import read_trainer_state, save_checkpoint, save_final
 from tinyr1.training.optim import build_optimizer
 from tinyr1.training.policy import trainable_parameters
 from tinyr1.training.problems import ProblemStream, take_share
@@ -170,7 +170,7 @@ def test_one_process_checkpoints_and_final_are_what_save_pretrained_wrote_before
     for folder in (ckpt, final):
         got = load_file(folder / name)
         assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
-    saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)["optimizer"]
+    saved = read_trainer_state(ckpt)["optimizer"]
     state = optimizer.state_dict()
     assert saved["param_groups"] == state["param_groups"] and saved["state"].keys() == state["state"].keys()
     assert all(torch.equal(saved["state"][i][k], v) for i, s in state["state"].items() for k, v in s.items())

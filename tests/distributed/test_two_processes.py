@@ -15,6 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tinyr1.training.checkpoint import read_trainer_state
+
 from . import scenarios
 
 SCRIPT = Path(scenarios.__file__)
@@ -143,8 +145,10 @@ def test_only_rank_zero_writes_the_run_folders(two):
     rank1 = json.loads((out / "writes-rank1.json").read_text())
     assert rank1 == []
     run = str(out / "runs" / "grpo-full")
-    for made in ("metrics.jsonl", "samples.jsonl", "summary.json", "config.yaml", ".checkpoint-2.tmp", ".final.tmp", "plots"):
+    for made in ("metrics.jsonl", "samples.jsonl", "summary.json", "config.yaml", ".lock", "plots"):
         assert any(w.endswith(f"{run}/{made}") or f"{run}/{made}/" in w for w in rank0), made
+    for tmp in (".checkpoint-2.", ".final."):  # temporary folders, a name of their own per process
+        assert any(f"{run}/{tmp}" in w and ".tmp" in w for w in rank0), tmp
     steps = [r["step"] for r in _step_rows(out / "runs" / "grpo-full", "loss/policy")]
     assert steps == [1, 2, 3, 4]
 
@@ -156,7 +160,7 @@ def test_resume_on_two_processes_matches_an_uninterrupted_run(two):
     assert [r["step"] for r in _step_rows(cut, "loss/policy")] == [1, 2, 3, 4]
     for a, b in zip(_step_rows(full, "loss/policy"), _step_rows(cut, "loss/policy")):
         assert a["reward/total"] == b["reward/total"] and a["rollout/tokens"] == b["rollout/tokens"]
-    state = torch.load(cut / "checkpoint-4" / "trainer_state.pt", weights_only=False)
+    state = read_trainer_state(cut / "checkpoint-4")
     assert len(state["rng_ranks"]) == 2  # each process's sampling noise continues where it stopped
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
 
@@ -267,7 +271,7 @@ def test_fsdp2_checkpoint_holds_the_whole_weights_and_optimizer_state(case, two,
     a, b = _weights_file(two_["checkpoint"]), _weights_file(one["checkpoint"])
     assert sorted(a) == sorted(b)  # the same keys (adapter keys only with LoRA; no untied lm_head)
     _assert_same_weights(a, b)
-    sa, sb = (torch.load(r["checkpoint"] / "trainer_state.pt", weights_only=False)["optimizer"] for r in (two_, one))
+    sa, sb = (read_trainer_state(r["checkpoint"])["optimizer"] for r in (two_, one))
     assert sa["param_groups"] == sb["param_groups"] and sorted(sa["state"]) == sorted(sb["state"]) and sb["state"]
     for i, state in sb["state"].items():
         assert sorted(sa["state"][i]) == sorted(state)

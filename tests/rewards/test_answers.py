@@ -90,6 +90,9 @@ GRADE_CASES = [
     boxed("1{,}000", "1000", True, "thousands-latex-comma"),
     boxed("1,234,567", "1234567", True, "thousands-millions"),
     boxed("1,000", "100", False, "thousands-wrong"),
+    boxed("1e3", "1000", True, "scientific-notation"),
+    boxed("2.5E-2", "0.025", True, "scientific-notation-negative-exponent"),
+    boxed("1e3", "100", False, "scientific-notation-wrong"),
     boxed(r"\$18", "18", True, "escaped-dollar"),
     boxed(r"\$1,000.50", "1000.5", True, "dollar-thousands-cents"),
     # --- assignments

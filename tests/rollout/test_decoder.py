@@ -396,3 +396,29 @@ def test_engine_draws_natively_the_same_tokens_as_the_eager_draw(native_op, monk
     (a, lp_a), (b, lp_b) = results
     assert torch.equal(a, b) and torch.allclose(lp_a, lp_b, atol=1e-5)
     assert lp_a.dtype == torch.float32 and len(set(a.tolist())) > 8
+
+
+def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next_one(native_op, tmp_path):
+    """cpp_extension guards a build folder with a `lock` file; a process SIGKILLed while holding it
+    used to leave it there, and every later run waited on it for ever. A built kernel loads directly."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    from tinyr1.rollout import native
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path(cpp_extension.get_default_build_root()) / "tinyr1")
+    built = max(root.glob("tinyr1_native_*/tinyr1_native_*.so"), key=lambda p: p.stat().st_mtime)  # what native_op loaded
+    copy = tmp_path / built.parent.name
+    copy.mkdir()
+    shutil.copy(built, copy / built.name)
+    (copy / "lock").write_text("")  # what a killed builder leaves
+    code = "from tinyr1.rollout import native\nassert native.kernels() is not None"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(native.__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "compiling" not in done.stderr, done.stderr[-2000:]  # loaded as is, not rebuilt

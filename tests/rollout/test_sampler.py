@@ -54,3 +54,18 @@ def test_n_samples_per_prompt_are_grouped_and_seeded(tiny_model):
     assert a.response_ids == b.response_ids  # same seed, same samples
     assert len({tuple(r) for r in a.response_ids[:3]}) > 1  # temperature 1 gives varied samples
     assert a.num_tokens == sum(len(r) for r in a.response_ids)
+
+
+def test_a_prompt_longer_than_the_model_context_is_refused_before_any_decoding(tiny_model, monkeypatch):
+    import pytest
+
+    from tinyr1.errors import UserError
+
+    model, tok = tiny_model  # 2,048 positions
+    monkeypatch.setattr(sampler_mod, "fast_generate", lambda *a, **k: pytest.fail("decoded a prompt past the context"))
+    long = "Calculate 1 + 1. " * 700  # about 3,500 tokens
+    with pytest.raises(UserError, match=r"problem 'p/2': its prompt is [\d,]+ tokens, which with sampling.max_new_tokens=8 "
+                                         r"exceeds the model's 2,048 positions"):
+        sample(model, tok, ["Calculate 1 + 1.", long], SamplingParams(max_new_tokens=8, temperature=0.0), names=["p/1", "p/2"])
+    short = "Calculate 1 + 1. " * 100
+    assert len(sample(model, tok, [short], SamplingParams(max_new_tokens=1, temperature=0.0), engine="hf").texts) == 1

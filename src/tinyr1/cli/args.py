@@ -8,6 +8,7 @@ flags (`--model`) are aliases of dotted keys (`--model.name`).
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from tinyr1.config import load_config, parse_overrides, read_yaml
@@ -67,3 +68,11 @@ def split_resume(args: list[str]) -> tuple[Path | None, list[str]]:
         if a.startswith("--resume="):
             return Path(a[len("--resume=") :]), [b for b in args if b != a]
     return None, args
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the commands without a config (`grade`, `report`): a bad option is a `UserError`,
+    one line and exit 2 like every other bad input, instead of argparse's usage block."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")

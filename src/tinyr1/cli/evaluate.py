@@ -13,7 +13,6 @@ every process evaluates its slice of the problems and rank 0 writes (`evaluation
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from tinyr1 import distributed as D
 from tinyr1.cli.args import load_job, wants_help
@@ -21,7 +20,7 @@ from tinyr1.config import DataConfig, EvalJob, help_text, validate
 from tinyr1.data import load_problems
 from tinyr1.data.benchmarks import load_benchmark, preset
 from tinyr1.evaluation import evaluate_sharded, format_table
-from tinyr1.io import write_json_atomic, write_jsonl
+from tinyr1.io import check_output_dir, write_json_atomic, write_jsonl
 from tinyr1.rollout.policy_copy import load_sampler
 
 USAGE = __doc__.split("\n\n")[1]
@@ -61,7 +60,7 @@ def main(args: list[str]) -> int:
     else:
         problems = load_problems(job.data, job.eval.split)[: job.eval.limit]
         shots = load_problems(job.data, "train")[: job.prompt.few_shot] if job.prompt.few_shot else []
-    out = Path(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = check_output_dir(job.eval.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     D.init(cpu=job.model.device == "cpu")
     with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
         model, tokenizer = load_sampler(job.model, job.sampling)  # the model, or a vLLM engine holding it

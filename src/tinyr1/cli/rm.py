@@ -41,6 +41,7 @@ from tinyr1.config import (
     validate,
 )
 from tinyr1.errors import UserError
+from tinyr1.io import check_output_dir, check_output_file
 from tinyr1.recipes.reward_model import train_reward_model
 from tinyr1.rm import evaluate as rm_evaluate
 from tinyr1.rm.collect import collect
@@ -112,6 +113,7 @@ def load_rm_job(cls: type, args: list[str], aliases: dict[str, str]):
 
 
 def _collect(job) -> str:
+    check_output_file(job.collect.out, what="collect.out")
     s = collect(job)
     k = job.collect.samples
     return (f"{s['responses']} responses to {s['problems']} problems: pass@1 {s['pass@1']:.1%}, pass@{k} {s[f'pass@{k}']:.1%}; "
@@ -128,6 +130,8 @@ def _train(kind: str):
 
 def _eval(kind: str):
     def run(job) -> str:
+        if job.eval.out:
+            check_output_dir(job.eval.out, what="eval.out")
         s = rm_evaluate.eval_orm(job) if kind == "orm" else rm_evaluate.eval_prm(job)
         out = job.eval.out or str(Path(job.eval.reward_model) / "eval")
         return rm_evaluate.format_summary(s) + f"\nwrote {out}/summary.json"
@@ -135,6 +139,7 @@ def _eval(kind: str):
 
 
 def _label(job) -> str:
+    check_output_file(job.label.out, (job.label.input,), what="label.out")
     s = label(job)
     return (f"{s['solutions']} solutions labelled ({s['new']} new, {s['skipped_done']} already done, {s['skipped_empty']} empty skipped), "
             f"{s['steps']} steps, {s['steps_labelled_correct']:.1%} labelled correct; wrote {s['out']}")

@@ -38,12 +38,12 @@ from tinyr1.config.schema import (
     SFTConfig,
     TrainJob,
 )
-from tinyr1.config.validate import validate
+from tinyr1.config.validate import validate, validate_resume
 
 __all__ = [
     "MOVED", "CollectConfig", "DataConfig", "EvalConfig", "EvalJob", "GRPOConfig", "GradingConfig", "LabelConfig",
     "LoraConfig", "ModelConfig", "OptimConfig", "PPOConfig", "PRMLabelJob", "PromptConfig", "RMCollectJob",
     "RMEvalConfig", "RMEvalJob", "RMTrainConfig", "RMTrainJob", "RewardConfig", "RunConfig", "SFTConfig",
     "SamplingConfig", "StepsConfig", "TrainJob", "help_text", "load_config", "parse_overrides", "read_yaml", "to_dict",
-    "validate",
+    "validate", "validate_resume",
 ]

@@ -152,7 +152,8 @@ class EvalJob:
 @dataclass
 class RunConfig:
     name: str | None = None
-    """Run folder name under `output_dir` (default: `<algorithm>-<date>-<time>`)."""
+    """Run folder name under `output_dir` (default: `<algorithm>-<date>-<time>`); a plain name,
+    no `/` or `..`."""
     output_dir: str = "runs"
     """Where run folders are created."""
     seed: int = 0
@@ -164,7 +165,8 @@ class RunConfig:
     eval_size: int = 200
     """Held-out problems per evaluation (the first N of the test split, never used for training)."""
     save_every: int = 0
-    """Checkpoint every K steps (0 = only at the end); a checkpoint is what `--resume` continues from."""
+    """Checkpoint every K steps, and always after the last one (0 = only then); a checkpoint is
+    what `--resume` continues from, exactly (a run without one starts again from step 0)."""
     log_samples: int = 4
     """Completions per step written to samples.jsonl with their rewards."""
     report_to: list[str] = field(default_factory=list)
@@ -215,6 +217,11 @@ class OptimConfig:
     """GRPO update without padding: each micro-batch's sequences are packed into rows as long as
     its longest one, attention kept apart by position ids. Same loss; pays off when lengths vary
     a lot or attention kernels skip masked blocks (GPU); on CPU, sorted micro-batches leave little padding."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN or infinite loss, gradient norm or reward: `stop` the run before the optimizer step
+    (one line naming the step and the quantity; checkpoints keep the last finite weights), or
+    `skip` that optimizer step and go on (counted in `optim/skipped`). Non-finite weights after
+    an optimizer step always stop the run: they are never saved."""
     share_prompt: bool = True
     """GRPO update: run each group's prompt once and repeat its keys/values for the group's G
     responses (micro-batches of whole groups). Same loss and gradients; 1/G of the prompt compute.

@@ -12,6 +12,7 @@ reward-model folder is checked where it is loaded (`rewards.build`), before trai
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from typing import Any
 
@@ -30,6 +31,11 @@ def check(ok: bool, key: str, expected: str, value: Any) -> None:
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _plain_name(name: str) -> bool:
+    """A name that stays one folder inside its parent: `../x`, `/tmp/x` and `a/b` do not."""
+    return bool(name.strip()) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
 
 
 # ----------------------------------------------------------------------------- shared sections
@@ -111,7 +117,9 @@ def _extra(d: DataConfig) -> None:
 
 
 def _optim(o: OptimConfig) -> None:
-    check(o.lr > 0, "optim.lr", "a number > 0", o.lr)
+    # AdamW moves each weight by about lr per step: past 1 no run learns, and past ~3e37 the
+    # optimizer's bias-corrected step overflows float32 and crashes
+    check(0 < o.lr <= 1, "optim.lr", "a number in (0, 1]", o.lr)
     check(o.weight_decay >= 0, "optim.weight_decay", "a number >= 0", o.weight_decay)
     check(o.micro_batch_size >= 1, "optim.micro_batch_size", "an integer >= 1", o.micro_batch_size)
     check(o.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", o.warmup_steps)
@@ -131,6 +139,8 @@ def _train(job: TrainJob, world_size: int) -> None:
     check(job.lora.rank >= 0, "lora.rank", "an integer >= 0 (0 = full fine-tuning)", job.lora.rank)
     check(job.lora.alpha > 0, "lora.alpha", "a number > 0", job.lora.alpha)
     check(0 <= job.lora.dropout < 1, "lora.dropout", "a number in [0, 1)", job.lora.dropout)
+    check(r.name is None or _plain_name(r.name), "run.name", "a folder name inside run.output_dir (no '/', '\\' or '..')",
+          r.name)
     check(r.steps >= 1, "run.steps", "an integer >= 1", r.steps)
     check(r.eval_every >= 0, "run.eval_every", "an integer >= 0", r.eval_every)
     check(r.eval_size >= 1, "run.eval_size", "an integer >= 1", r.eval_size)
@@ -245,6 +255,40 @@ def _prm_label(job: PRMLabelJob, world_size: int) -> None:
     check(lb.completions >= 1, "label.completions", "an integer >= 1", lb.completions)
     check(lb.chunk >= 1, "label.chunk", "an integer >= 1", lb.chunk)
     check(lb.limit is None or lb.limit >= 1, "label.limit", "an integer >= 1 or null", lb.limit)
+
+
+# Keys a resumed run may change: they steer how the run goes on, not what its checkpoint holds
+# (the optimizer state keeps the learning rate it was saved with, adapters keep their rank, ...).
+RESUMABLE = {
+    TrainJob: {"run.steps", "run.eval_every", "run.save_every", "run.log_samples", "run.progress", "run.report_to", "run.project",
+               "model.device", "sampling.batch_size", "sampling.engine", "optim.micro_batch_size", "optim.on_nonfinite",
+               "grading.timeout"},
+    RMTrainJob: {"train.max_steps", "train.max_minutes", "train.epochs", "train.save_every", "train.progress", "train.out",
+                 "model.device", "optim.micro_batch_size", "optim.on_nonfinite"},
+}
+
+
+def _leaves(job: Any, prefix: str = "") -> dict[str, Any]:
+    """Every key of a job as `section.key` -> value (mappings such as reward.weights stay whole)."""
+    out = {}
+    for f in dataclasses.fields(job):
+        value = getattr(job, f.name)
+        out |= _leaves(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else {f"{prefix}{f.name}": value}
+    return out
+
+
+def validate_resume(saved: Any, resumed: Any, has_checkpoint: bool, where: str = "--resume") -> None:
+    """Refuse overrides a resumed run cannot honour: any key outside `RESUMABLE` that differs from
+    the saved config. Without a checkpoint the run starts again from step 0, so anything may change."""
+    if not has_checkpoint:
+        return
+    before, after = _leaves(saved), _leaves(resumed)
+    changed = [k for k in after if after[k] != before[k] and k not in RESUMABLE[type(saved)]]
+    if changed:
+        k = changed[0]
+        raise UserError(f"{where}: --{k}={after[k]!r} differs from the run's {before[k]!r} (config.yaml), and its "
+                        f"checkpoint was trained with that; a resume may change only {', '.join(sorted(RESUMABLE[type(saved)]))} "
+                        "(start a new run, e.g. with --model.name=<this run folder>, to change the rest)")
 
 
 # The validator of each job type, chosen in this one place.

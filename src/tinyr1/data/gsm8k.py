@@ -74,11 +74,13 @@ def open_folder(cfg: DataConfig, location: str) -> Source:
             f"gsm8k:{location}: expected {LAYOUT}, got a file; point at its folder, "
             f"or use jsonl:{location} for a JSON Lines file of your own"
         )
-    if not (folder / "train.jsonl").is_file():
-        what = "does not exist" if not folder.exists() else "has no train.jsonl"
+    if not (folder / "train.jsonl").is_file() and not (folder / "test.jsonl").is_file():
+        what = "does not exist" if not folder.exists() else "has neither train.jsonl nor test.jsonl"
         raise UserError(f"gsm8k:{location}: {folder} {what}; expected {LAYOUT}")
-    return Source(
-        name=f"gsm8k:{location}",
-        read=lambda split: read_file(folder / f"{split}.jsonl", split),
-        has_test=(folder / "test.jsonl").is_file(),
-    )
+
+    def read(split: str) -> list[Problem]:
+        if not (folder / f"{split}.jsonl").is_file():  # a folder of test.jsonl alone serves `--split test`
+            raise UserError(f"gsm8k:{location}: {folder} has no {split}.jsonl (the {split} split this needs); expected {LAYOUT}")
+        return read_file(folder / f"{split}.jsonl", split)
+
+    return Source(name=f"gsm8k:{location}", read=read, has_test=(folder / "test.jsonl").is_file())

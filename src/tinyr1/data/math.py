@@ -168,21 +168,21 @@ def selection(cfg: DataConfig, known: set[str]) -> tuple[Callable[[Problem], boo
 def open_folder(cfg: DataConfig, location: str) -> Source:
     """A `Source` over a local MATH folder; raises `UserError` when the layout is not there."""
     folder = Path(location).expanduser()
-    if not (folder / "train").is_dir():
+    if not (folder / "train").is_dir() and not (folder / "test").is_dir():
         if not folder.exists():
             what = "does not exist"
         elif (folder.name in ("train", "test")) or any((folder / s).is_dir() for s in SUBJECTS):
             what = f"holds the subject folders itself; point at {folder.parent} instead"
         else:
-            what = "has no train/ folder"
+            what = "has neither a train/ nor a test/ folder"
         raise UserError(f"math:{location}: {folder} {what}; expected {LAYOUT}")
-    splits = ("train", "test") if (folder / "test").is_dir() else ("train",)
+    splits = tuple(s for s in ("train", "test") if (folder / s).is_dir())
     known = {e.name.casefold() for s in splits for e in os.scandir(folder / s) if e.is_dir()}
     keep, filters = selection(cfg, known)
-    return Source(
-        name=f"math:{location}",
-        read=lambda split: read_split(folder, split),
-        has_test=len(splits) == 2,
-        keep=keep,
-        filters=filters,
-    )
+
+    def read(split: str) -> list[Problem]:
+        if split not in splits:  # a folder of test/ alone serves `--split test`
+            raise UserError(f"math:{location}: {folder} has no {split}/ folder (the {split} split this needs); expected {LAYOUT}")
+        return read_split(folder, split)
+
+    return Source(name=f"math:{location}", read=read, has_test="test" in splits, keep=keep, filters=filters)

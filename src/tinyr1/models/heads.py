@@ -33,7 +33,7 @@ from transformers import AutoModelForTokenClassification
 
 from tinyr1.config import LoraConfig, ModelConfig
 from tinyr1.errors import UserError
-from tinyr1.models.load import _from_pretrained, load_model, load_tokenizer, pick_device
+from tinyr1.models.load import _corrupt_files_named, _from_pretrained, load_model, load_tokenizer, pick_device
 from tinyr1.rollout.policy_copy import resolve_dtype
 
 META_FILE = "tinyr1_reward_model.json"
@@ -129,7 +129,8 @@ def load_scorer(path: str | Path, kind: str, device: str = "auto", dtype: str = 
     torch_dtype = resolve_dtype(dtype, torch.device(device))
     if (path / "adapter_config.json").is_file():
         causal, _ = load_model(ModelConfig(name=meta["base"], device=device))
-        model = PeftModel.from_pretrained(scorer_from_causal(causal), path).merge_and_unload()
+        with _corrupt_files_named(path):
+            model = PeftModel.from_pretrained(scorer_from_causal(causal), path).merge_and_unload()
     else:
         model = _from_pretrained(AutoModelForTokenClassification, path)
     model = model.to(device=device, dtype=torch_dtype).eval()

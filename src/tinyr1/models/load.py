@@ -17,16 +17,20 @@ transformers refuses to save or train a GGUF-loaded model until its quantizer ma
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import torch
 from peft import PeftModel
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tinyr1.config import ModelConfig
@@ -72,8 +76,9 @@ def _convert_gguf(gguf: Path) -> Path:
 
     print(f"tinyr1: converting {gguf.name} to a float model (once; cached in {target})", flush=True)
     kwargs = dict(gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    with _corrupt_files_named(gguf):
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
     # The GGUF loader dequantizes every tensor to float but leaves a quantizer marker that makes
     # transformers refuse save_pretrained and training; the weights themselves are plain floats.
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -124,8 +129,11 @@ def resolve(name: str) -> Path | str:
     if path.exists():
         raise UserError(f"model '{name}': not a folder or a .gguf file")
     looks_like_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    if looks_like_hub_id:
+    if looks_like_hub_id and not path.parent.is_dir():  # `runs/typo` is a missing folder, not a hub id
         return name
+    if looks_like_hub_id:
+        raise UserError(f"model '{name}' not found: the folder {path.parent}/ has no {path.name!r} (and a hub id "
+                        f"owner/name is not tried while a local folder {path.parent}/ exists)")
     aliases = ", ".join(EMBEDDED)
     raise UserError(f"model '{name}' not found: not a local folder, a .gguf file, a hub id (owner/name), or an alias ({aliases})")
 
@@ -138,16 +146,51 @@ def pick_device(device: str) -> str:
     return device
 
 
+# What transformers, peft and safetensors raise on a truncated or malformed file.
+CORRUPT = (OSError, ValueError, KeyError, EOFError, RuntimeError, SafetensorError)
+
+
+@contextlib.contextmanager
+def _corrupt_files_named(where):
+    """Turn a loader's exception about a truncated or malformed file into one `UserError` line."""
+    try:
+        yield
+    except CORRUPT as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"model '{where}': could not load it, a file there is missing, truncated or malformed ({first})") from None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers at all (a few seconds at most, instead of the
+    hub client's minute of retries when offline). HF_HUB_OFFLINE=1 means no."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((host.hostname, host.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _from_pretrained(cls, where: Path | str, **kwargs):
+    if isinstance(where, Path):
+        with _corrupt_files_named(where):
+            return cls.from_pretrained(where, **kwargs)
+    try:  # a hub id: the local HF cache first, the hub only when it answers
+        return cls.from_pretrained(where, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    if not hub_reachable():
+        raise UserError(f"model '{where}': could not load from the hub or the local HF cache (not in the cache, and the "
+                        "hub cannot be reached). Offline? Pass a local folder, a .gguf file or the alias smollm2-135m-instruct")
     try:
         return cls.from_pretrained(where, **kwargs)
     except OSError as e:
-        if isinstance(where, str):
-            raise UserError(
-                f"model '{where}': could not load from the hub or the local HF cache ({str(e).splitlines()[0]}). "
-                "Offline? Pass a local folder, a .gguf file or the alias smollm2-135m-instruct"
-            ) from None
-        raise UserError(f"model '{where}': could not load ({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"model '{where}': could not load from the hub or the local HF cache ({str(e).splitlines()[0]}). "
+            "Offline? Pass a local folder, a .gguf file or the alias smollm2-135m-instruct"
+        ) from None
 
 
 def load_tokenizer(cfg: ModelConfig):
@@ -163,8 +206,12 @@ def load_tokenizer(cfg: ModelConfig):
 
 
 def adapter_base(adapter_dir: Path) -> str:
-    meta = json.loads((adapter_dir / "adapter_config.json").read_text())
-    base = meta.get("base_model_name_or_path")
+    path = adapter_dir / "adapter_config.json"
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path}: malformed ({str(e).splitlines()[0]}); expected the JSON peft writes") from None
+    base = meta.get("base_model_name_or_path") if isinstance(meta, dict) else None
     if not base:
         raise UserError(f"{adapter_dir}/adapter_config.json: no base_model_name_or_path; cannot tell which model it adapts")
     return base
@@ -184,7 +231,8 @@ def load_model(cfg: ModelConfig, merge_adapter: bool = False):
         adapter, where = where, resolve(adapter_base(where))
     model = _from_pretrained(AutoModelForCausalLM, where, **kwargs)
     if adapter is not None:
-        model = PeftModel.from_pretrained(model, adapter)
+        with _corrupt_files_named(adapter):
+            model = PeftModel.from_pretrained(model, adapter)
         if merge_adapter:
             model = model.merge_and_unload()
     model.to(pick_device(cfg.device)).eval()

@@ -57,7 +57,7 @@ from tinyr1.training.forward import (
     shared_prompt_logprobs,
     shares_prompts,
 )
-from tinyr1.training.optim import build_optimizer
+from tinyr1.training.optim import NonFiniteGuard, build_optimizer
 from tinyr1.training.policy import build_policy, frozen_copy, trainable_parameters
 from tinyr1.training.problems import load_data, take_share
 from tinyr1.training.run import State, log_samples, policy_run
@@ -193,9 +193,16 @@ def logprob_passes(model, rollout: Rollout, job: TrainJob):
     return batches, logprobs
 
 
-def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages: torch.Tensor, job: TrainJob) -> dict[str, float]:
-    """Step 4: `num_iterations` optimizer steps on the clipped surrogate (+ beta * KL); advantages (N, T)."""
+def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages: torch.Tensor, job: TrainJob,
+           guard: NonFiniteGuard | None = None, step: int = 0) -> dict[str, float]:
+    """Step 4: `num_iterations` optimizer steps on the clipped surrogate (+ beta * KL); advantages (N, T).
+
+    `guard` (`optim.on_nonfinite`) sees the rewards, the loss and the gradient norm before each
+    optimizer step of training step `step`."""
     g, o = job.grpo, job.optim
+    guard = guard or NonFiniteGuard(o.on_nonfinite)
+    skipped = guard.skipped
+    reward_sum = rollout.rewards.total.sum() if rollout.rewards is not None else None
     mask = rollout.response_mask.clone()
     if g.mask_truncated:
         mask[rollout.truncated] = 0.0
@@ -219,13 +226,16 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     diff_sum, diff_count = 0.0, 0.0
     for it in range(g.num_iterations):
         optimizer.zero_grad(set_to_none=True)
+        it_loss = 0.0
         for mb in D.sync_last(model, batches):  # gradients all-reduced once, in the last micro-batch's backward
             logp, entropy = logprobs(mb, with_entropy=True)
             logp, m = logp.cpu(), mask[mb]
             old_mb = old[mb] if old is not None else logp.detach()
             loss, pstats = policy_loss(logp, old_mb, advantages[mb], m, g.clip_low, g.clip_high, g.loss_aggregation, **counts)
             kl_tok = kl_penalty(logp, ref[mb], g.kl_estimator) if ref is not None else torch.zeros_like(logp)
-            D.backward(loss + g.beta * aggregate(kl_tok, m, g.loss_aggregation, **counts))
+            total = loss + g.beta * aggregate(kl_tok, m, g.loss_aggregation, **counts)
+            D.backward(total)
+            it_loss += total.item()
             if it == 0 and rollout.sampler_logprobs is not None:  # sampler vs trainer, before any step
                 r = rollout.response_mask[mb]
                 diff_sum += float(((logp.detach() - rollout.sampler_logprobs[mb]).abs() * r).sum())
@@ -235,11 +245,14 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
                 stats[k] = stats.get(k, 0.0) + share * float(v) / g.num_iterations
             stats["policy"] = stats.get("policy", 0.0) + loss.item() / g.num_iterations
         grad_norm = D.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
-        optimizer.step()
+        if guard.allows(step, {"reward/total": reward_sum, "loss/policy": it_loss}, grad_norm):  # optim.on_nonfinite
+            optimizer.step()
+            guard.check_weights(step, params)
     scheduler.step()
     model.eval()
     stats = D.reduce_dict(stats, "mean")  # each process's share (divided by global / W): their mean is the batch's
-    out = {f"loss/{k}": v for k, v in stats.items()} | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
+    out = {f"loss/{k}": v for k, v in stats.items()} | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0],
+                                                         "optim/skipped": guard.skipped - skipped}
     diff = D.reduce_dict({"sum": diff_sum, "count": diff_count}, "sum")  # every process's tokens
     if diff["count"]:  # mean |log p_trainer - log p_sampler| over response tokens (bf16 copy vs float32 master)
         out["rollout/logprob_diff"] = diff["sum"] / diff["count"]
@@ -264,6 +277,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)
+    guard = NonFiniteGuard(job.optim.on_nonfinite)  # NaN / inf rewards, losses, gradient norms (optim.on_nonfinite)
     for step in run.steps():
         t_step = time.perf_counter()
         # 1. rollout and 2. reward (dynamic sampling interleaves them); each process its share of the prompts
@@ -285,7 +299,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
             advantages = torch.zeros(rollout.input_ids.shape)
         # 4. update
         t_update = time.perf_counter()
-        metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job)
+        metrics = update(model, ref_model, optimizer, scheduler, rollout, advantages, job, guard, step)
         # 5. log: statistics of the whole step, over every process's rows
         lengths = D.gather(torch.zeros(0) if empty else rollout.response_mask.sum(-1))
         truncated = D.gather(torch.zeros(0, dtype=torch.bool) if empty else rollout.truncated)

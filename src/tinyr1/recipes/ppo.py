@@ -42,7 +42,7 @@ from tinyr1.rollout.collect import generate, sampling_params, score, step_reward
 from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.training.batching import micro_batches
 from tinyr1.training.forward import policy_and_values, reference_logprobs
-from tinyr1.training.optim import build_optimizer
+from tinyr1.training.optim import NonFiniteGuard, build_optimizer
 from tinyr1.training.policy import build_policy, frozen_copy, trainable_parameters
 from tinyr1.training.problems import load_data, take_share
 from tinyr1.training.run import State, log_samples, policy_run
@@ -131,13 +131,19 @@ def make_experience(model, critic, ref_model, rollout: Rollout, outcome: torch.T
 # ----------------------------------------------------------------------------- 4. update
 
 
-def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: Experience, job: TrainJob) -> dict[str, float]:
+def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: Experience, job: TrainJob,
+           guard: NonFiniteGuard | None = None, step: int = 0) -> dict[str, float]:
     """Step 4: `epochs` passes of shuffled mini-batches on the clipped policy and value losses.
 
     Under W processes each holds `ppo.batch_size / W` rows and takes mini-batches of
-    `ppo.mini_batch_size / W` of them; together they make the global mini-batch.
+    `ppo.mini_batch_size / W` of them; together they make the global mini-batch. `guard`
+    (`optim.on_nonfinite`) sees the rewards, each mini-batch's loss and its gradient norm before
+    that mini-batch's optimizer step.
     """
     p, o = job.ppo, job.optim
+    guard = guard or NonFiniteGuard(o.on_nonfinite)
+    skipped = guard.skipped
+    reward_sum = rollout.rewards.total.sum() if rollout.rewards is not None else None
     n = rollout.num_sequences
     params = [*trainable_parameters(model), *critic.parameters()]
     sums: dict[str, float] = {}
@@ -150,13 +156,16 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: Experienc
             # the W processes' gradients: each process divides by global / W (`distributed.loss_divisor`)
             tokens = D.loss_divisor(exp.mask[rows].sum())
             optimizer.zero_grad(set_to_none=True)
+            mb_loss = 0.0
             for mb in D.sync_last([model, critic], rows.split(o.micro_batch_size)):  # one all-reduce, in the last backward
                 idx, m = exp.index[mb], exp.mask[mb]
                 logp, values, entropy = policy_and_values(model, critic, rollout.input_ids[mb], rollout.attention_mask[mb], o.bf16, True)
                 logp, values = take(logp, idx, m), take(values, idx, m)
                 pl, ps = policy_loss(logp, exp.logprobs[mb], exp.advantages[mb], m, p.clip, p.clip, "token", token_count=tokens)
                 vl, vs = value_loss(values, exp.values[mb], exp.returns[mb], m, p.value_clip, "token", token_count=tokens)
-                D.backward(pl + p.vf_coef * vl)
+                total = pl + p.vf_coef * vl
+                D.backward(total)
+                mb_loss += total.item()
                 k = float(m.sum())
                 ent = masked_mean(take(entropy.cpu(), idx, m), m).item()
                 for name, v in {**ps, **vs, "entropy": ent}.items():
@@ -166,7 +175,9 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: Experienc
                 seen += k
                 epoch_kl, epoch_tokens = epoch_kl + ps["approx_kl"] * k, epoch_tokens + k
             grad_norms.append(float(D.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))))
-            optimizer.step()
+            if guard.allows(step, {"reward/total": reward_sum, "loss/ppo": mb_loss}, grad_norms[-1]):  # optim.on_nonfinite
+                optimizer.step()
+                guard.check_weights(step, params)
         epochs_run += 1
         kl = D.reduce_dict({"kl": epoch_kl, "tokens": epoch_tokens}, "sum")  # the whole batch's: every process stops together
         if p.early_stop_kl is not None and kl["kl"] / max(1.0, kl["tokens"]) > p.early_stop_kl:
@@ -177,7 +188,7 @@ def update(model, critic, optimizer, scheduler, rollout: Rollout, exp: Experienc
     seen = sums.pop("seen")
     out = {f"loss/{k}": v / max(1.0, seen) for k, v in sums.items()}
     return out | {"loss/grad_norm": sum(grad_norms) / len(grad_norms), "ppo/epochs_run": epochs_run,
-                  "optim/lr": scheduler.get_last_lr()[0]}
+                  "optim/lr": scheduler.get_last_lr()[0], "optim/skipped": guard.skipped - skipped}
 
 
 def batch_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
@@ -215,6 +226,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     if "critic" in run.extra:
         with D.loading_full(critic):  # under FSDP2 each process keeps its shard of the whole tensors
             D.unwrap(critic).load_state_dict(run.extra["critic"])
+    guard = NonFiniteGuard(job.optim.on_nonfinite)  # NaN / inf rewards, losses, gradient norms (optim.on_nonfinite)
     for step in run.steps():
         t_step = time.perf_counter()
         # 1. rollout: one response per prompt, each process its ppo.batch_size / W prompts
@@ -231,7 +243,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
             rewards.parts["process"] = steps.sum(-1)  # logged as reward/process: each response's summed step rewards
         # 4. update
         t_update = time.perf_counter()
-        metrics = update(model, critic, optimizer, scheduler, rollout, exp, job)
+        metrics = update(model, critic, optimizer, scheduler, rollout, exp, job, guard, step)
         lengths = D.gather(exp.mask.sum(-1))  # statistics from here on are the whole batch's, every process's rows
         mean_kl = batch_mean(exp.kl, exp.mask)
         if job.ppo.adaptive_kl and kl_coef > 0:

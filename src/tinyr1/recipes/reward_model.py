@@ -51,7 +51,7 @@ from tinyr1.models.heads import META_FILE, build_scorer, save_scorer
 from tinyr1.rewards.scoring import IGNORE, collate, encode, token_logits
 from tinyr1.rm.data import Example, ItemOrder, orm_examples, preference_pairs, prm_examples
 from tinyr1.tracking import METRICS_FILE, read_metrics
-from tinyr1.training.optim import build_optimizer
+from tinyr1.training.optim import NonFiniteGuard, build_optimizer
 from tinyr1.training.run import Run, Settings, State
 
 # ----------------------------------------------------------------------------- losses
@@ -176,6 +176,7 @@ def train_reward_model(job: RMTrainJob, kind: str, resume: bool = False) -> dict
     if resume and run.extra.get("kind", kind) != kind:
         raise UserError(f"--resume {t.out}: that run trains a {run.extra['kind']} reward model, not a {kind}")
     losses = [row[f"loss/{objective}"] for row in read_metrics(out / METRICS_FILE)] if resume and D.is_main() else []
+    guard = NonFiniteGuard(job.optim.on_nonfinite)  # NaN / inf losses, gradient norms (optim.on_nonfinite)
     model.train()
     for step in run.steps():
         # 1. batch: this process's contiguous share of the step's examples (or pairs)
@@ -186,13 +187,16 @@ def train_reward_model(job: RMTrainJob, kind: str, resume: bool = False) -> dict
         loss = step_fn(model, job, mine or batch[:1], examples, encoded, tokenizer.pad_token_id, ghost=not mine)
         # 3. update
         grad_norm = D.clip_grad_norm_(params, job.optim.grad_clip if job.optim.grad_clip > 0 else float("inf"))
-        optimizer.step()
+        skipped = guard.skipped
+        if guard.allows(step, {f"loss/{objective}": loss}, grad_norm):  # optim.on_nonfinite
+            optimizer.step()
+            guard.check_weights(step, params)
         scheduler.step()
         # 4. log: each process's loss is its share x W, so their mean is the step's loss
         loss = D.reduce_dict({"loss": loss}, "mean")["loss"]
         losses.append(loss)
-        run.end_step(step, {f"loss/{objective}": loss, "loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]},
-                     extra={"kind": kind})
+        run.end_step(step, {f"loss/{objective}": loss, "loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0],
+                            "optim/skipped": guard.skipped - skipped}, extra={"kind": kind})
         if out_of_time(run, t.max_minutes):
             break
     # save: the scorer, its tokenizer and metadata in final/ (rank 0), then summary.json

@@ -45,7 +45,7 @@ from tinyr1.errors import UserError
 from tinyr1.rollout.policy_copy import SamplingCopy
 from tinyr1.training.batching import example_micro_batches, first_fit_decreasing
 from tinyr1.training.forward import check_packing, packed_logprobs, sequence_logprobs
-from tinyr1.training.optim import build_optimizer
+from tinyr1.training.optim import NonFiniteGuard, build_optimizer
 from tinyr1.training.policy import build_policy, trainable_parameters
 from tinyr1.training.problems import load_data, take_share
 from tinyr1.training.run import State, policy_run
@@ -144,17 +144,25 @@ def backward(model, batches: list[MicroBatch], bf16: bool = False) -> float:
     return total
 
 
-def update(model, optimizer, scheduler, batches: list[MicroBatch], job: TrainJob) -> dict[str, float]:
-    """Step 3: one optimizer step on the mean NLL of the step's response tokens."""
+def update(model, optimizer, scheduler, batches: list[MicroBatch], job: TrainJob, guard: NonFiniteGuard | None = None,
+           step: int = 0) -> dict[str, float]:
+    """Step 3: one optimizer step on the mean NLL of the step's response tokens (unless `guard`,
+    `optim.on_nonfinite`, finds the loss or the gradient norm non-finite)."""
     o = job.optim
+    guard = guard or NonFiniteGuard(o.on_nonfinite)
+    skipped = guard.skipped
     optimizer.zero_grad(set_to_none=True)
     model.train()
     total = backward(model, batches, o.bf16)
-    grad_norm = D.clip_grad_norm_(trainable_parameters(model), o.grad_clip if o.grad_clip > 0 else float("inf"))
-    optimizer.step()
+    params = trainable_parameters(model)
+    grad_norm = D.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
+    if guard.allows(step, {"loss/sft": total}, grad_norm):
+        optimizer.step()
+        guard.check_weights(step, params)
     scheduler.step()
     model.eval()
-    return D.reduce_dict({"loss/sft": total}, "mean") | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0]}
+    return D.reduce_dict({"loss/sft": total}, "mean") | {"loss/grad_norm": float(grad_norm), "optim/lr": scheduler.get_last_lr()[0],
+                                                         "optim/skipped": guard.skipped - skipped}
 
 
 def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | None = None) -> dict:
@@ -169,6 +177,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
     model, optimizer = D.prepare(model, optimizer)  # DDP (or the accelerate config's engine) under several processes
     run = policy_run(job, run_dir, resume, State(model, tokenizer, optimizer, scheduler, data.stream), data, sampler)
+    guard = NonFiniteGuard(job.optim.on_nonfinite)  # NaN / inf losses, gradient norms (optim.on_nonfinite)
     for step in run.steps():
         t_step = time.perf_counter()
         # 1. examples: prompt + reference response + EOS, tokenized and cut to sft.max_length;
@@ -178,7 +187,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
         # 2. layout: padded or packed rows, in micro-batches
         batches = micro_batches(examples, job, tokenizer.pad_token_id)
         # 3. update
-        metrics = update(model, optimizer, scheduler, batches, job)
+        metrics = update(model, optimizer, scheduler, batches, job, guard, step)
         # 4. log: sums over every process's examples
         n = D.reduce_dict({"tokens": float(sum(mb.loss_mask.sum() for mb in batches)),
                            "response": sum(map(len, examples.response_ids)), "examples": len(examples.response_ids),

@@ -2,7 +2,7 @@
 
 Three things, all pure string work and microseconds per call:
 - `canonical(s)`: a normal form for string equality (`$`, spacing, `\\left`, `\\dfrac` removed).
-- `as_number(s)`: the value of a plain-number answer ("1,234", "-0.5", "3/4", "\\frac{1}{2}",
+- `as_number(s)`: the value of a plain-number answer ("1,234", "-0.5", "1e3", "3/4", "\\frac{1}{2}",
   "50\\%", "x = 5", "12 \\text{ cm}", "$18"), or None; `numbers_equal` compares two of them.
 - `too_risky(s)`: inputs never handed to sympy (too long, nested too deep, power towers).
 
@@ -34,7 +34,8 @@ _UNIT = re.compile(
 # A single variable being assigned: "x = 5", "y_1=5".
 _ASSIGN = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=")
 _INT = r"\d{1,3}(?:,\d{3})+(?!\d)|\d+"
-_DECIMAL = re.compile(rf"(-?)(?:({_INT})(?:\.(\d+))?|\.(\d+))")
+# A decimal, with an optional exponent of at most 3 digits ("1e3", "2.5E-4"; "1e999999" stays unparsed).
+_DECIMAL = re.compile(rf"(-?)(?:({_INT})(?:\.(\d+))?|\.(\d+))(?:[eE]([+-]?\d{{1,3}}))?")
 _FRACTION = re.compile(r"(-?)\\frac(?:\{(-?\d+)\}\{(-?\d+)\}|(\d)(\d))")
 _SLASH = re.compile(r"(-?)(\d+)/(\d+)")
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
@@ -83,9 +84,9 @@ def as_number(s: str) -> Number | None:
 def _parse_value(s: str) -> Fraction | None:
     m = _DECIMAL.fullmatch(s)
     if m:
-        sign, whole, frac, only_frac = m.groups()
+        sign, whole, frac, only_frac, exponent = m.groups()
         digits = (whole or "0").replace(",", "") + "." + (frac or only_frac or "0")
-        return Fraction(sign + digits)
+        return Fraction(sign + digits) * Fraction(10) ** int(exponent or 0)
     m = _FRACTION.fullmatch(s) or _SLASH.fullmatch(s)
     if m:
         sign, *parts = m.groups()

@@ -33,7 +33,7 @@ def generate(model, tokenizer, problems: list[Problem], prompts: list[str], para
     """`params.n` responses to each of the B prompt texts (prompt i asks problem i): a Rollout of N = B * n rows."""
     n = params.n
     model.eval()
-    out = sample(model, tokenizer, prompts, params, progress=progress)
+    out = sample(model, tokenizer, prompts, params, progress=progress, names=[p.id for p in problems])
     rows = range(len(out.texts))
     return build_rollout([out.prompt_ids[i // n] for i in rows], out.response_ids, out.finished,
                          [problems[i // n] for i in rows], out.texts, n, tokenizer.pad_token_id, out.logprobs)

@@ -4,7 +4,8 @@ rotary + cache write, silu(gate) * up, and the draw of the next tokens.
 Built on first use with torch.utils.cpp_extension (a C++ compiler and ninja, about 10 s on
 2 cores, said once on stderr) into `~/.cache/torch_extensions/tinyr1/` (or `$TORCH_EXTENSIONS_DIR`),
 in a folder named by a hash of the source, the flags, torch's version and this CPU
-(`-march=native`), and loaded from there afterwards. Where it cannot be built (no
+(`-march=native`), and loaded from there afterwards (directly: a process killed at any moment
+never leaves a lock that later ones would wait on). Where it cannot be built (no
 compiler, another platform) the decoder runs the same attention as eager PyTorch ops; the reason is
 printed once. `TINYR1_NATIVE=0` turns the kernel off.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,10 +53,21 @@ def _build():
         tmp = directory / f"{SOURCE.name}.{os.getpid()}.tmp"
         tmp.write_bytes(text)
         os.replace(tmp, source)  # atomic: ranks of a distributed run may get here together
-    if not (directory / f"{name}.so").exists():
-        print("tinyr1: compiling the decode-attention kernel (once, about 10 s)", file=sys.stderr, flush=True)
+    library = directory / f"{name}.so"
+    if library.exists():  # built before: loaded as is, no ninja run and no lock file to wait on
+        torch.ops.load_library(str(library))
+        return torch.ops.tinyr1
+    # Built in a folder of this process's own, then moved into place: cpp_extension guards its
+    # build folder with a lock file that a process killed mid-build leaves behind, and every
+    # later process would wait on it for ever; here a killed build leaves only its own folder.
+    print("tinyr1: compiling the decode-attention kernel (once, about 10 s)", file=sys.stderr, flush=True)
+    build = directory / f"build.{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
     cpp_extension.load(name=name, sources=[str(source)], extra_cflags=FLAGS, is_python_module=False, verbose=False,
-                       build_directory=str(directory))
+                       build_directory=str(build))
+    os.replace(build / library.name, library)  # atomic: processes building together each install a whole library
+    shutil.rmtree(build, ignore_errors=True)
     return torch.ops.tinyr1
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from tinyr1 import faults
+from tinyr1.errors import UserError
 from tinyr1.rollout.engine import fast_generate
 from tinyr1.types import Samples
 
@@ -93,12 +95,29 @@ def _vllm_generate(engine, tokenizer, prompt_ids, params, stops):
 ENGINES = {"hf": _hf_generate, "fast": _fast_generate, "vllm": _vllm_generate}
 
 
-def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str | None = None,
-           progress: bool = False) -> Samples:
+def check_context(model, prompt_ids: list[list[int]], max_new_tokens: int, names: list[str] | None = None) -> None:
+    """Refuse (`UserError`) a prompt that leaves no room for `max_new_tokens` in the model's
+    positions (`max_position_embeddings`): past them a model returns garbage, slowly and at great
+    memory cost, instead of an answer. `names`: what to call each prompt in the message."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    for i, ids in enumerate(prompt_ids):
+        if len(ids) + max_new_tokens > limit:
+            name = f"problem {names[i]!r}" if names else f"prompt {i}"
+            raise UserError(f"{name}: its prompt is {len(ids):,} tokens, which with sampling.max_new_tokens={max_new_tokens} "
+                            f"exceeds the model's {limit:,} positions; shorten or drop that question (or lower "
+                            "prompt.few_shot or sampling.max_new_tokens)")
+
+
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine: str | None = None, progress: bool = False,
+           names: list[str] | None = None) -> Samples:
     """Generate `params.n` responses for each prompt text.
 
     Prompts are processed in chunks of about `batch_size // n` prompts. Returns `Samples` with
     N = len(prompts) * n responses, grouped by prompt, each cut after its first stop token.
+    A prompt too long for the model's context raises `UserError` (`check_context`; `names`
+    name the prompts in its message).
     """
     engine = engine or params.engine
     if engine not in ENGINES:
@@ -107,6 +126,7 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine:
     stops = stop_token_ids(model, tokenizer)
     stop_set = set(stops)
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    check_context(model, prompt_ids, params.max_new_tokens, names)
     per_chunk = max(1, params.batch_size // max(1, params.n))
     chunks = range(0, len(prompt_ids), per_chunk)
     if progress:
@@ -119,6 +139,7 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, engine:
             responses.append(tokens)
             finished.append(done)
             logprobs.append(lps[k][: len(tokens)] if lps is not None else None)
+        faults.reached("sampling")  # tests: a process killed here dies mid-rollout
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     return Samples(prompt_ids=prompt_ids, response_ids=responses, texts=texts, finished=finished, n=params.n,
                    logprobs=logprobs if all(lp is not None for lp in logprobs) else None)

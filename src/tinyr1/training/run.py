@@ -14,6 +14,7 @@ only rank 0 writes files and shows the progress bar (see `tinyr1.distributed`).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyr1 import distributed as D
-from tinyr1 import eval_files
+from tinyr1 import eval_files, faults
 from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
 from tinyr1.evaluation import evaluate, greedy_summary
@@ -29,13 +30,18 @@ from tinyr1.io import append_jsonl, write_json_atomic
 from tinyr1.plots import plot_run
 from tinyr1.tracking import MetricsLogger, Progress
 from tinyr1.training.checkpoint import (
+    clear_logs,
     create_run_dir,
     latest_checkpoint,
     load_checkpoint,
+    lock_run_dir,
     read_summary,
+    remove_leftovers,
     save_checkpoint,
     save_final,
     truncate_logs,
+    unlock_run_dir,
+    write_config,
 )
 from tinyr1.training.problems import Problems
 from tinyr1.types import Problem, Rollout
@@ -130,6 +136,11 @@ class Run:
     `config`: the job, written to config.yaml; `evaluate(step)`: held-out metrics (`eval/...`) of
     the model at `step` (its rows saved as `eval_files.rows_file(step)`), or None for runs without
     one (reward models); `describe`: fields added to summary.json.
+
+    The folder is locked (rank 0) before anything is read or written in it. A checkpoint is
+    written every `save_every` steps and after the last step, so a finished run can go on
+    (`--resume` with more steps); a run stopped before its first checkpoint starts again from
+    step 0 on `--resume`, with its saved config.
     """
 
     def __init__(self, run_dir: Path, config, settings: Settings, state: State, resume: bool,
@@ -137,20 +148,26 @@ class Run:
         self.run_dir, self.settings, self.state, self._evaluate = run_dir, settings, state, evaluate
         self.describe = describe or {}
         self.start, elapsed, self.extra, self.summary = 0, 0.0, {}, {}
+        self._extra_fn, restart = None, False
         if resume:
+            if D.is_main():
+                lock_run_dir(run_dir)
+                remove_leftovers(run_dir)
             ckpt = latest_checkpoint(run_dir)
-            if ckpt is None:
-                raise UserError(f"--resume {run_dir}: no checkpoint to continue from (set run.save_every to save them)")
-            self.start, elapsed, self.extra = load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler, state.stream)
+            restart = ckpt is None and self._restart(run_dir, config)
+            resume = not restart
+        if resume:
+            self.start, elapsed, self.extra, sizes = load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler, state.stream)
             self.summary = read_summary(run_dir)
             if D.is_main():
-                truncate_logs(run_dir, self.start)
+                truncate_logs(run_dir, self.start, sizes)
                 eval_files.prune(run_dir, self.start)  # evaluations the resumed run will redo
+                write_config(run_dir, config)  # with the overrides the resume accepted
         else:
-            if D.is_main():
+            if D.is_main() and not restart:
                 create_run_dir(run_dir, config)
             D.seed_per_rank(settings.seed)  # several processes: each samples with its own noise
-        self.last_step = self.start
+        self.last_step = self.saved_step = self.start
         self.logger = MetricsLogger(run_dir, enabled=D.is_main(), elapsed_offset=elapsed, report_to=settings.report_to,
                                     project=settings.project)
         self.t0 = time.perf_counter() - elapsed
@@ -160,6 +177,21 @@ class Run:
             self.summary = {"eval_before": eval_record(before, 0)}
             if D.is_main():
                 write_json_atomic(run_dir / "summary.json", self.summary)
+
+    @staticmethod
+    def _restart(run_dir: Path, config) -> bool:
+        """`--resume` on a folder without a checkpoint: start the run again from step 0 (returns True)."""
+        summary = read_summary(run_dir)
+        if (run_dir / "final").is_dir() and "eval_after" in summary:
+            raise UserError(f"--resume {run_dir}: a finished run without a checkpoint (written by an older tinyr1); "
+                            f"train on from its model in a new run with --model.name={run_dir}")
+        if D.is_main():
+            print(f"tinyr1: {run_dir} holds no checkpoint (the run stopped before its first one): starting it again "
+                  "from step 0 with its config", file=sys.stderr, flush=True)
+            clear_logs(run_dir)
+            eval_files.prune(run_dir, -1)
+            write_config(run_dir, config)
+        return True
 
     @property
     def elapsed(self) -> float:
@@ -173,6 +205,7 @@ class Run:
         self.progress = Progress(s.steps, initial=self.start, desc=s.desc, enabled=s.progress and D.is_main())
         begin = getattr(self.state.stream, "begin_step", None)
         for step in range(self.start + 1, s.steps + 1):
+            faults.step = step
             if begin is not None:
                 begin(step)
             yield step
@@ -182,22 +215,30 @@ class Run:
 
         `extra`: a dict saved in the checkpoint, or a function returning it, called (on every
         process) only when a checkpoint is written: gathering sharded weights is not free."""
-        s, st = self.settings, self.state
+        s = self.settings
         self.logger.log(metrics, step)
-        self.last_step = step
+        faults.reached("logged")  # tests: a line for a step its checkpoint does not hold yet
+        self.last_step, self._extra_fn = step, extra
         if self._evaluate is not None and s.eval_every and step % s.eval_every == 0 and step != s.steps:
             ev = self._evaluate(step)
             self.logger.log(ev, step)
             metrics = metrics | ev
         if s.save_every and step % s.save_every == 0:
-            save_checkpoint(self.run_dir, step, st.model, st.tokenizer, st.optimizer, st.scheduler, st.stream,
-                            self.elapsed, extra=extra() if callable(extra) else extra)
+            self._checkpoint(step)
         self.progress.update(metrics)
+
+    def _checkpoint(self, step: int) -> None:
+        st, extra = self.state, self._extra_fn
+        save_checkpoint(self.run_dir, step, st.model, st.tokenizer, st.optimizer, st.scheduler, st.stream,
+                        self.elapsed, extra=extra() if callable(extra) else extra)
+        self.saved_step = step
 
     def finish(self, save: Callable[[dict[str, Any]], None] | None = None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         """Final held-out eval, the trained model (`final/`, or `save(summary)` on every process),
         summary.json and plots; returns the summary. `summary`: more fields for summary.json."""
         self.progress.close()
+        if self.last_step != self.saved_step:  # the last step's checkpoint: what a longer run would resume from
+            self._checkpoint(self.last_step)
         if self._evaluate is not None:
             after = self._evaluate(self.last_step)
             self.logger.log(after, step=self.last_step)
@@ -207,9 +248,11 @@ class Run:
             save_final(self.run_dir, self.state.model, self.state.tokenizer)  # every process: sharded weights are gathered
         else:
             save(self.summary)
+        faults.reached("final")  # tests: final/ written, summary.json not yet
         if D.is_main():
             write_json_atomic(self.run_dir / "summary.json", self.summary)
             plot_run(self.run_dir)
+            unlock_run_dir(self.run_dir)
         self.logger.close()
         D.barrier()  # every process returns once final/ and summary.json exist
         return self.summary
