@@ -1,4 +1,4 @@
-"""Bad input, every command: one table of cases over train, eval, grade, report, rm and prm. Each
+"""Bad input, every command: one table of cases over train, eval, grade, report, rm, prm and push. Each
 must exit with status 2, print one `tinyr1: error:` line naming the file, line or key (no
 traceback), and leave every file already there untouched and create none.
 
@@ -58,6 +58,8 @@ def bad_files(tmp_path_factory, tiny_model_dir):
     write("rm_latin1.jsonl", '{"prompt": "\u00e9", "completion": "c", "label": true}\n'.encode("latin-1"))
     write("prm_fields.jsonl", _jsonl([{"prompt": "p", "completions": ["a", "b"], "labels": [True]}]))
     write("prm_middle.jsonl", _jsonl([{"prompt": "p", "completions": ["a"], "labels": [True]}]) + '{"prompt": \n')
+    write("bench_latin1.json", '[{"problem": "caf\u00e9", "answer": "2"}]'.encode("latin-1"))
+    write("bench_broken.json", '[{"problem": "1 + 1",\n "answer": }]')
     (tmp / "adir").mkdir()
     (tmp / "cfgdir.yaml").mkdir()
     files["adir"] = tmp / "adir"
@@ -107,6 +109,7 @@ def _adapter(base: Path, out: Path) -> Path:
 TRAIN = ["train", "{config}"]
 EVAL = ["eval", "--model={model}", "--data=jsonl:{good}", "--data.test_size=2", "--limit=2", "--sampling.max_new_tokens=4",
         "--out={tmp}/eval-out"]
+BENCH = ["eval", "--model={model}", "--limit=2", "--out={tmp}/eval-out"]
 RM = ["rm", "train", "--model={model}", "--out={tmp}/rm-out", "--train.progress=false"]
 PRM = ["prm", "train", "--model={model}", "--out={tmp}/prm-out", "--train.progress=false"]
 
@@ -159,6 +162,16 @@ CASES = {
     "eval-out-is-the-model": (EVAL[:-1] + ["--out={model}"], "holds a model (config.json)"),
     "eval-out-is-a-file": (EVAL[:-1] + ["--out={good}"], "a file; expected a folder"),
     "eval-truncated-model": (["eval", "--model={corrupt_model}"] + EVAL[2:], "could not load it"),
+    "eval-bench-missing-file": (BENCH + ["--bench=gsm8k", "--data={tmp}/nope.jsonl"], "--bench gsm8k: {tmp}/nope.jsonl does not exist"),
+    "eval-bench-non-utf8": (BENCH + ["--bench=math500", "--data={bench_latin1}"], "bench_latin1.json: not UTF-8 text"),
+    "eval-bench-malformed-json": (BENCH + ["--bench=math500", "--data={bench_broken}"], "bench_broken.json:2: not valid JSON"),
+    "eval-bench-folder-without-its-files": (BENCH + ["--bench=aime24", "--data={adir}"], "adir holds none of"),
+    "eval-bench-unknown": (BENCH + ["--bench=mmlu"], "config key 'eval.bench': expected 'gsm8k'"),
+    # push
+    "push-missing-folder": (["push", "{tmp}/nowhere", "you/x", "--to-dir={tmp}/pushed"], "nowhere: no such run folder"),
+    "push-not-a-run": (["push", "{adir}", "you/x", "--to-dir={tmp}/pushed"], "adir/summary.json: not found"),
+    "push-unfinished-run": (["push", "{policy_run}", "you/x", "--to-dir={tmp}/pushed"], "policy_run/summary.json: key 'eval_before' is missing or lacks"),
+    "push-bad-repo-id": (["push", "{policy_run}", "not a repo", "--to-dir={tmp}/pushed"], "REPO_ID 'not a repo': expected owner/name"),
     # grade
     "grade-missing-file": (["grade", "{tmp}/nope.jsonl"], "nope.jsonl: file not found"),
     "grade-folder-not-file": (["grade", "{adir}"], "adir: a folder, expected a JSON Lines file"),

@@ -12,7 +12,8 @@ import sys
 import pytest
 import torch
 
-from tinyr1.rollout.sampler import ENGINES, SamplingParams, cut_at_stop, stop_token_ids
+from tinyr1.errors import UserError
+from tinyr1.rollout.sampler import ENGINES, SamplingParams, cut_at_stop, sample, stop_token_ids
 
 # building the engine takes ~15 s, and each test a minute or more of decoding on 2 cores; under other
 # jobs' load the sampling test once took more than the suite's default 300 s
@@ -79,6 +80,13 @@ def test_greedy_equals_the_fast_engine(setup):
     fast, _ = ENGINES["fast"](model, tok, prompts, params, stops)
     assert cut(raws, stops) == cut(fast, stops)
     assert [len(lp) for lp in logprobs] == [len(r) for r in raws]
+
+
+def test_a_prompt_longer_than_max_model_len_is_refused_naming_it(setup):
+    engine, model, tok, prompts, stops = setup
+    params = SamplingParams(max_new_tokens=32, temperature=0.0, engine="vllm")
+    with pytest.raises(UserError, match=r"problem 'long'.*exceeds the model's 1,024 positions"):
+        sample(engine, tok, ["word " * 1000], params, names=["long"])
 
 
 def test_sampled_logprobs_match_a_forward(setup):

@@ -256,8 +256,10 @@ def read_records(path: Path) -> Iterator[tuple[Record, str]]:
 def _json_records(path: Path) -> Iterator[tuple[Record, str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e}); expected a list of records") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start + 1} is {e.object[e.start]:#04x}); save the file as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); expected a list of records") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):  # {"data": [...]} as some mirrors publish
         data = data["data"]
     if not isinstance(data, list):

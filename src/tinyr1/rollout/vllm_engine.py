@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from types import SimpleNamespace
 
 import torch
 from transformers import GenerationConfig
@@ -70,6 +71,8 @@ class VLLMEngine:
             self.generation_config = GenerationConfig.from_pretrained(str(model_dir))
         except OSError:  # no generation_config.json: the tokenizer's EOS alone
             self.generation_config = None
+        # what sampler.check_context reads: a prompt with its new tokens must fit vLLM's max_model_len
+        self.config = SimpleNamespace(max_position_embeddings=max_model_len)
 
     def eval(self):
         """Nothing to switch: vLLM only infers (callers treat a sampler like a model in eval mode)."""
