@@ -141,3 +141,25 @@ def test_train_job_rules_are_validated(values, message):
     with pytest.raises(UserError) as e:
         validate(load_config(TrainJob, None, values))
     assert str(e.value).startswith(message)
+
+
+def test_every_packaged_config_validates():
+    from tinyr1.config import TrainJob, validate
+    from tinyr1.config.load import CONFIGS_DIR
+
+    names = sorted(p.name for p in CONFIGS_DIR.glob("*.yaml"))
+    assert "gsm8k_sft.yaml" in names and "gsm8k_grpo.yaml" in names
+    for name in names:
+        validate(load_config(TrainJob, CONFIGS_DIR / name))
+
+
+def test_the_gsm8k_recipe_stages_hold_out_the_same_problems():
+    # the held-out split is a function of the data section alone (tests/training/test_problems.py:
+    # same section -> same split, whatever the filters on the training split); both stages must share it
+    from tinyr1.config import TrainJob
+    from tinyr1.config.load import CONFIGS_DIR
+
+    sft, grpo = (load_config(TrainJob, CONFIGS_DIR / f"gsm8k_{stage}.yaml") for stage in ("sft", "grpo"))
+    assert sft.data == grpo.data and sft.data.test_size == sft.run.eval_size == grpo.run.eval_size == 500
+    assert sft.grading.fallback is False and grpo.grading.fallback is False  # strict, the headline number
+    assert grpo.model.name == "runs/gsm8k-sft" and sft.lora.rank == 0
