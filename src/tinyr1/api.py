@@ -169,4 +169,5 @@ def evaluate(config: EvalJob | dict | str | Path | None = None, *, model=None, t
     elif tokenizer is None:
         raise UserError("model: hand in its tokenizer too (tokenizer=...)")
     return run_evaluation(model, tokenizer, problems, job.prompt, job.sampling, job.grading, samples=job.eval.samples,
-                          temperature=job.sampling.temperature, shots=shots, progress=False)
+                          temperature=job.sampling.temperature, shots=shots, progress=False,
+                          seed=job.eval.seed)

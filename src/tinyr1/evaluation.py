@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from tinyr1 import distributed as D
 from tinyr1.behaviour import has_self_check
 from tinyr1.config import GradingConfig, PromptConfig, SamplingConfig
@@ -120,8 +122,10 @@ def sampled_summary(sampled: list[dict[str, Any]], samples: int) -> dict[str, fl
 def evaluate(
     model, tokenizer, problems: list[Problem], prompt_cfg: PromptConfig, sampling: SamplingConfig,
     grading: GradingConfig, samples: int = 1, temperature: float = 1.0, shots: list[Problem] = (), progress: bool = True,
+    seed: int | None = None,
 ) -> EvalResult:
-    """Greedy accuracy (and pass@k / maj@k when `samples` > 1) of `model` on `problems`."""
+    """Greedy accuracy (and pass@k / maj@k when `samples` > 1) of `model` on `problems`; `seed`
+    seeds the samples (None: torch's generator as it stands)."""
     prompts = [render_prompt(p, prompt_cfg, tokenizer, shots) for p in problems]
     t0 = time.perf_counter()
     greedy = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=0.0, n=1, batch_size=sampling.batch_size,
@@ -130,6 +134,8 @@ def evaluate(
     summary = greedy_summary(rows)
     if samples > 1:
         params = SamplingParams(sampling.max_new_tokens, temperature, sampling.top_p, samples, sampling.batch_size, sampling.engine)
+        if seed is not None:
+            torch.manual_seed(seed)
         sampled, more = _run(model, tokenizer, problems, prompts, params, grading, prompt_cfg.style, "sample", progress)
         rows += sampled
         tokens += more
@@ -142,6 +148,7 @@ def evaluate(
 def evaluate_sharded(
     model, tokenizer, problems: list[Problem], prompt_cfg: PromptConfig, sampling: SamplingConfig,
     grading: GradingConfig, samples: int = 1, temperature: float = 1.0, shots: list[Problem] = (), progress: bool = True,
+    seed: int | None = None,
 ) -> EvalResult:
     """`evaluate` spread over a launcher's processes (`tinyr1.distributed`); `evaluate` itself in one process.
 
@@ -152,11 +159,12 @@ def evaluate_sharded(
     `seconds` is the slowest process's time, `generated_tokens` the sum.
     """
     if D.world_size() == 1:
-        return evaluate(model, tokenizer, problems, prompt_cfg, sampling, grading, samples, temperature, shots, progress)
+        return evaluate(model, tokenizer, problems, prompt_cfg, sampling, grading, samples, temperature, shots, progress, seed)
     share = list(D.shard(problems))
     part: tuple[list, float, int] = ([], 0.0, 0)  # a process with no problem (fewer problems than processes)
     if share:
-        r = evaluate(model, tokenizer, share, prompt_cfg, sampling, grading, samples, temperature, shots, progress and D.is_main())
+        r = evaluate(model, tokenizer, share, prompt_cfg, sampling, grading, samples, temperature, shots, progress and D.is_main(),
+                     None if seed is None else seed + D.rank())  # each process its own draws
         part = (r.rows, float(r.summary["seconds"]), int(r.summary["generated_tokens"]))
     parts = D.gather_objects(part)
     rows = [row for mode in ("greedy", "sample") for p in parts for row in p[0] if row["mode"] == mode]

@@ -33,6 +33,22 @@ def test_eval_end_to_end_on_tiny_model(tiny_model_dir, problems_jsonl, tmp_path,
     assert "accuracy (greedy)" in capsys.readouterr().out
 
 
+def test_eval_samples_are_the_same_for_a_seed_whatever_ran_before(tiny_model_dir, problems_jsonl, tmp_path):
+    import torch
+
+    def sampled(seed: int, name: str) -> list[str]:
+        torch.rand(7)  # whatever drew from torch's generator before must not change the samples
+        out = tmp_path / name
+        assert main(["eval", "--model", str(tiny_model_dir), "--data", f"jsonl:{problems_jsonl}", "--data.question_field=q",
+                     "--data.answer_field=a", "--data.test_size=5", "--limit", "3", "--samples", "4", "--seed", str(seed),
+                     "--sampling.max_new_tokens=8", f"--out={out}"]) == 0
+        return [r["response"] for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines()) if r["mode"] == "sample"]
+
+    first = sampled(0, "a")
+    assert len(first) == 12 and sampled(0, "b") == first
+    assert sampled(1, "c") != first
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -1,7 +1,7 @@
 """`tinyr1 eval`: greedy accuracy (95% interval), pass@k and maj@k of a model on a problem set.
 
     tinyr1 eval [CONFIG.yaml] [--model M] [--data D] [--split S] [--limit N] [--samples K]
-                [--temperature T] [--style S] [--out DIR] [--section.key=value ...]
+                [--temperature T] [--seed S] [--style S] [--out DIR] [--section.key=value ...]
     tinyr1 eval --bench gsm8k|math500|aime24|aime25 [--data FILE_OR_FOLDER] [--model M] ...
 
 Writes `summary.json` and `samples.jsonl` (every response, graded) to `--out`. Under a launcher
@@ -30,6 +30,7 @@ ALIASES = {
     "split": "eval.split",
     "limit": "eval.limit",
     "samples": "eval.samples",
+    "seed": "eval.seed",
     "temperature": "sampling.temperature",
     "style": "prompt.style",
     "out": "eval.out",
@@ -65,7 +66,8 @@ def main(args: list[str]) -> int:
     with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
         model, tokenizer = load_sampler(job.model, job.sampling)  # the model, or a vLLM engine holding it
     result = evaluate_sharded(model, tokenizer, problems, job.prompt, job.sampling, job.grading,
-                              samples=job.eval.samples, temperature=job.sampling.temperature, shots=shots, progress=D.is_main())
+                              samples=job.eval.samples, temperature=job.sampling.temperature, shots=shots, progress=D.is_main(),
+                              seed=job.eval.seed)
     main_rank = D.is_main()
     if main_rank:
         summary = dict(model=job.model.name, data=job.data.source, split=job.eval.split, style=job.prompt.style,

@@ -133,6 +133,8 @@ class EvalConfig:
     samples: int = 1
     """K > 1 also draws K samples per problem at `sampling.temperature` for pass@k and maj@k
     (the accuracy itself is always greedy)."""
+    seed: int = 0
+    """Seed of the K samples: the same seed gives the same samples, pass@k and maj@k."""
     out: str | None = None
     """Folder for summary.json and samples.jsonl (default: runs/eval-<timestamp>)."""
 
