@@ -130,8 +130,10 @@ def test_a_curriculum_with_extra_problems_resumes_exactly(tiny_job):
         {"grpo__advantage": "reinforce_pp"},
         {"grpo__loss_aggregation": "sequence", "grpo__scale_rewards": "batch", "optim__schedule": "cosine", "optim__warmup_steps": 1},
         {"grpo__dynamic_sampling": True, "optim__bf16": True, "optim__gradient_checkpointing": True},
+        {"grpo__skip_zero_advantage": True, "optim__share_prompt": True},
     ],
-    ids=["mu2", "kl-k1-lora", "kl-full", "dr-grpo", "rloo", "reinforce-pp", "sequence-batch-cosine", "dynamic-bf16-ckpt"],
+    ids=["mu2", "kl-k1-lora", "kl-full", "dr-grpo", "rloo", "reinforce-pp", "sequence-batch-cosine", "dynamic-bf16-ckpt",
+         "skip-zero-advantage"],
 )
 def test_grpo_options_train_with_finite_losses(tiny_job, overrides):
     job = tiny_job(run__steps=2, **overrides)

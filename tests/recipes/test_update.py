@@ -216,3 +216,53 @@ def test_one_prompt_pass_per_group_gives_the_same_update(tiny_job, extra):
     assert shared["loss/grad_norm"] == pytest.approx(full["loss/grad_norm"], rel=1e-4)
     assert full["loss/grad_norm"] > 0
     torch.testing.assert_close(w_shared, w_full, rtol=1e-4, atol=1e-5)  # two Adam steps on sums taken in another order
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["per-row", "shared-prompt"])
+@pytest.mark.parametrize("zero_groups, trained_rows", [([1], 8), ([0, 2], 4), ([0, 1, 2], 4)],
+                         ids=["middle-group", "two-groups", "every-group"])
+def test_skipping_groups_without_advantage_gives_the_same_update(tiny_job, share, zero_groups, trained_rows):
+    """grpo.skip_zero_advantage: groups whose advantages are all zero run no forward pass, and the
+    loss, gradient norm and new weights are those of the full update (the divisors stay the whole
+    step's). With every group at zero one group still runs: the optimizer sees zero gradients, as before."""
+    from tinyr1.recipes.grpo import update
+
+    results = []
+    for skip in (False, True):
+        job = tiny_job(optim__share_prompt=share, optim__micro_batch_size=4, grpo__skip_zero_advantage=skip)
+        model, tok = build_policy(job)
+        _randomise_adapters(model)
+        optimizer, scheduler = build_optimizer(trainable_parameters(model), job.optim, job.run.steps)
+        prompts = [[5, 6, 7, 8, 9]] * 4 + [[11, 12, 13]] * 4 + [[7, 8]] * 4
+        responses = [[20, 21, 22], [23, 24, 25, 26, 27, 30, 31], [28], [29, 30], [40] * 9, [41, 42], [43], [44, 45, 46],
+                     [50, 51], [52], [53, 54, 55, 56], [57]]
+        rollout = build_rollout(prompts, responses, [True] * 12, [], [""] * 12, 4, tok.pad_token_id)
+        per_row = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.25, -0.25, 0.3, 0.1, -0.2, -0.2])
+        for grp in zero_groups:
+            per_row[grp * 4 : grp * 4 + 4] = 0.0
+        advantages = per_row[:, None] * rollout.response_mask  # (N, T), as the loop hands them over
+        rows = []
+        forward = model.forward
+        model.forward = lambda **kw: rows.append(kw["input_ids"].shape[0]) or forward(**kw)
+        metrics = update(model, None, optimizer, scheduler, rollout, advantages, job)
+        results.append((metrics, torch.cat([p.detach().flatten() for p in trainable_parameters(model)]), rows))
+    (full, w_full, rows_full), (skipped, w_skipped, rows_skipped) = results
+    if not share:  # one forward per micro-batch of rows: count them
+        assert sum(rows_full) == 12 and sum(rows_skipped) == trained_rows
+    else:
+        assert len(rows_skipped) < len(rows_full)
+    assert skipped["loss/policy"] == pytest.approx(full["loss/policy"], rel=1e-5, abs=1e-7)
+    assert skipped["loss/grad_norm"] == pytest.approx(full["loss/grad_norm"], rel=1e-4, abs=1e-7)
+    torch.testing.assert_close(w_skipped, w_full, rtol=1e-5, atol=1e-6)
+    if len(zero_groups) < 3:
+        assert full["loss/grad_norm"] > 0
+
+
+def test_skipping_zero_advantages_needs_no_kl_and_one_iteration(tiny_job):
+    from tinyr1.config import validate
+    from tinyr1.errors import UserError
+
+    validate(tiny_job(grpo__skip_zero_advantage=True))
+    for extra in ({"grpo__beta": 0.1}, {"grpo__num_iterations": 2}):
+        with pytest.raises(UserError, match="config key 'grpo.skip_zero_advantage': expected false when grpo.beta > 0"):
+            validate(tiny_job(grpo__skip_zero_advantage=True, **extra))

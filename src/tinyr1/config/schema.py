@@ -257,6 +257,12 @@ class GRPOConfig:
     """Drop groups whose rewards are all equal and refill the batch from fresh prompts (DAPO)."""
     max_refills: int = 4
     """Dynamic sampling: extra rollout rounds allowed per step before training on what there is."""
+    skip_zero_advantage: bool = False
+    """Skip the update's forward and backward passes for groups whose advantages are all zero
+    (all-equal rewards under an outcome estimator). With beta 0 and num_iterations 1 such rows add
+    nothing to the loss or the gradient, and the loss keeps dividing by the whole step's token
+    count, so the step is the same up to float rounding; only faster. loss/entropy and the clip
+    statistics then describe the trained groups' tokens."""
     advantage: Literal["grpo", "rloo", "reinforce_pp", "process"] = "grpo"
     """Advantage estimator: `grpo` (group mean, scaled per `scale_rewards`), `rloo` (mean of the
     other samples of the group), `reinforce_pp` (REINFORCE++ baseline: group mean, then whitened

@@ -157,6 +157,9 @@ def _train(job: TrainJob, world_size: int) -> None:
         check(g.clip_high >= 0, "grpo.clip_high", "a number >= 0", g.clip_high)
         check(g.beta >= 0, "grpo.beta", "a number >= 0", g.beta)
         check(g.max_refills >= 0, "grpo.max_refills", "an integer >= 0", g.max_refills)
+        check(not g.skip_zero_advantage or (g.beta == 0 and g.num_iterations == 1), "grpo.skip_zero_advantage",
+              "false when grpo.beta > 0 or grpo.num_iterations > 1 (rows without advantage then still move the loss)",
+              g.skip_zero_advantage)
         check(g.advantage != "process" or job.reward.process != "none", "reward.process",
               "a step rule (arithmetic, reference or prm:<folder>) when grpo.advantage is process", job.reward.process)
     if job.algorithm == "ppo":

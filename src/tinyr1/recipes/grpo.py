@@ -193,6 +193,17 @@ def logprob_passes(model, rollout: Rollout, job: TrainJob):
     return batches, logprobs
 
 
+def groups_with_advantage(rollout: Rollout, advantages: torch.Tensor, mask: torch.Tensor):
+    """`grpo.skip_zero_advantage`: the rollout, advantages (N, T) and loss mask (N, T) restricted
+    to the groups where some token has a non-zero advantage; at least the first group is kept, so
+    that the optimizer still sees gradients (zeros) and every process runs a backward pass."""
+    g = rollout.group_size
+    keep = [i for i in range(rollout.num_sequences) if advantages[(i // g) * g : (i // g + 1) * g].any()] or list(range(g))
+    sub = select(rollout, keep)
+    width = sub.input_ids.shape[1]
+    return sub, advantages[keep][:, :width], mask[keep][:, :width]
+
+
 def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages: torch.Tensor, job: TrainJob,
            guard: NonFiniteGuard | None = None, step: int = 0) -> dict[str, float]:
     """Step 4: `num_iterations` optimizer steps on the clipped surrogate (+ beta * KL); advantages (N, T).
@@ -211,6 +222,10 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
     # (`distributed.loss_divisor`); then every micro-batch of every process sums to the full-batch loss.
     counts = dict(max_len=job.sampling.max_new_tokens, token_count=D.loss_divisor(mask.sum()),
                   seq_count=D.loss_divisor(int((mask.sum(-1) > 0).sum())))
+    stat_tokens = counts["token_count"]  # the tokens that per-token statistics (entropy, clipping) average over
+    if g.skip_zero_advantage:  # rows without advantage add nothing (beta 0, ratio 1): skip their passes, same divisors
+        rollout, advantages, mask = groups_with_advantage(rollout, advantages, mask)
+        stat_tokens = D.loss_divisor(mask.sum())
     batches, logprobs = logprob_passes(model, rollout, job)
     ref = reference_logprobs(model, ref_model, rollout, o.micro_batch_size, o.bf16) if g.beta > 0 else None
     old = None
@@ -240,7 +255,7 @@ def update(model, ref_model, optimizer, scheduler, rollout: Rollout, advantages:
                 r = rollout.response_mask[mb]
                 diff_sum += float(((logp.detach() - rollout.sampler_logprobs[mb]).abs() * r).sum())
                 diff_count += float(r.sum())
-            share = float(m.sum() / counts["token_count"])  # weigh per-micro-batch stats by their tokens
+            share = float(m.sum() / stat_tokens)  # weigh per-micro-batch stats by their tokens
             for k, v in {**pstats, "kl": masked_mean(kl_tok, m).item(), "entropy": masked_mean(entropy.cpu(), m).item()}.items():
                 stats[k] = stats.get(k, 0.0) + share * float(v) / g.num_iterations
             stats["policy"] = stats.get("policy", 0.0) + loss.item() / g.num_iterations

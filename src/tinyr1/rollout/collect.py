@@ -90,7 +90,7 @@ def select(rollout: Rollout, rows: list[int]) -> Rollout:
         r = rollout.rewards
         rewards = Rewards(r.total[idx], {k: v[idx] for k, v in r.parts.items()}, r.seconds)
     return Rollout(cut(rollout.input_ids), cut(rollout.attention_mask), cut(rollout.response_mask), rollout.truncated[idx],
-                   [rollout.problems[i] for i in rows], [rollout.texts[i] for i in rows], rollout.group_size,
+                   [rollout.problems[i] for i in rows] if rollout.problems else [], [rollout.texts[i] for i in rows], rollout.group_size,
                    cut(rollout.sampler_logprobs), rewards)
 
 
