@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -213,6 +214,13 @@ def test_runs_with_the_same_folder_name_get_their_parent_in_the_name(tmp_path):
     y = make_run(tmp_path / "y", "run", after=_record(0.40, 0.31, 0.50))
     text = write_report([x, y, x], tmp_path / "out").read_text()  # the same folder twice counts once
     assert text.count("| x/run | grpo |") == 1 and text.count("| y/run | grpo |") == 1
+
+
+def test_runs_are_named_as_given_not_as_absolute_paths(tmp_path, monkeypatch):
+    make_run(tmp_path / "runs", "a", after=_record(0.60, 0.50, 0.70))
+    monkeypatch.chdir(tmp_path)  # a report committed beside the code must not name this machine's folders
+    text = write_report([Path("runs/a"), Path("runs/./a")], Path("out")).read_text()
+    assert "Runs: `runs/a`." in text and str(tmp_path) not in text
 
 
 def test_cli_writes_the_report(three_runs, tmp_path, capsys):

@@ -102,7 +102,10 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     """
     if not run_dirs:
         raise UserError("no run folders given; usage: tinyr1 report RUN_DIR... [--out report/]")
-    paths = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))  # the same folder twice counts once
+    given = {}  # resolved folder -> the path as the user wrote it (the same folder twice counts once)
+    for p in run_dirs:
+        given.setdefault(Path(p).resolve(), str(p))
+    paths = list(given)
     runs = [load_run(path, name) for path, name in zip(paths, _unique_names(paths))]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +113,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     folders = {str(r.path) for r in runs}
     bases = C.base_entries([(r.name, _model_key(r.model), r.evals) for r in runs if r.evals], folders)
     pairs = C.pairwise(bases + [(r.name, r.evals) for r in runs if r.after and r.evals])
-    lines = [f"# {title or 'tinyr1 report'}", "", "Runs: " + ", ".join(f"`{r.path}`" for r in runs) + ".", ""]
+    lines = [f"# {title or 'tinyr1 report'}", "", "Runs: " + ", ".join(f"`{given[r.path]}`" for r in runs) + ".", ""]
     lines += [_base_sentence(runs, base), "", *table(runs, base), ""]
     lines += ["Intervals are 95% Wilson intervals on the held-out problems; wall time and tokens are for the whole "
               "run, evaluations included in wall time.", ""]
