@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Every run of docs/results/gsm8k/README.md, by name: `bash docs/results/gsm8k/run.sh NAME...`
+# (`all` runs them in order). Each needs the runs it starts from (gsm8k-sft first). A run that
+# finished (final/ exists) is skipped; an interrupted one continues with `tinyr1 train --resume`.
+# Then `bash docs/results/gsm8k/run.sh archive` copies every finished run's held-out evaluations
+# (one JSON line per problem: response, extracted answer, correct) to docs/results/gsm8k/evals/,
+# gzipped, so that later runs can be paired with them after runs/ is gone.
+#
+# The numbers depend on the CPU (float reductions differ): the README names the machine of each.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+T=.venv/bin/tinyr1
+GSM8K=${GSM8K:-../shared/data/GSM8K}
+data=(--data.source=gsm8k:$GSM8K)
+process=(--reward.process=reference --grpo.advantage=process --run.eval_every=0)
+
+run() {  # run NAME ARGS...: tinyr1 train ARGS --run.name=NAME unless runs/NAME/final exists
+  local name=$1; shift
+  if [ -d "runs/$name/final" ]; then echo "runs/$name: finished, skipped"; return; fi
+  $T train "$@" "${data[@]}" --run.name="$name"
+}
+
+for what in "$@"; do
+  case $what in
+    gsm8k-sft) run gsm8k-sft configs/gsm8k_sft.yaml ;;
+    gsm8k-sft-seed1) run gsm8k-sft-seed1 configs/gsm8k_sft.yaml --run.seed=1 ;;
+    gsm8k-grpo) run gsm8k-grpo configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft ;;
+    gsm8k-grpo-seed1) run gsm8k-grpo-seed1 configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --run.seed=1 ;;
+    gsm8k-sft-200) run gsm8k-sft-200 configs/gsm8k_sft.yaml --model.name=runs/gsm8k-sft --run.seed=2 ;;
+    gsm8k-sft200-grpo) run gsm8k-sft200-grpo configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft-200 ;;
+    gsm8k-grpo-process-seed0|gsm8k-grpo-process-seed1|gsm8k-grpo-process-seed2)
+      run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${process[@]}" --run.seed="${what: -1}" ;;
+    gsm8k-ppo) run gsm8k-ppo configs/gsm8k_ppo.yaml --model.name=runs/gsm8k-sft ;;
+    all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
+           gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
+    archive)
+      for f in runs/gsm8k-*/eval/step-*.jsonl; do
+        run_name=$(basename "$(dirname "$(dirname "$f")")")
+        [ -d "runs/$run_name/final" ] || continue  # finished runs only
+        mkdir -p "docs/results/gsm8k/evals/$run_name"
+        gzip -9nc "$f" > "docs/results/gsm8k/evals/$run_name/$(basename "$f").gz"
+      done ;;
+    *) echo "run.sh: unknown run '$what' (see the case list in $0)" >&2; exit 2 ;;
+  esac
+done
