@@ -253,7 +253,10 @@ def test_skipping_groups_without_advantage_gives_the_same_update(tiny_job, share
         assert len(rows_skipped) < len(rows_full)
     assert skipped["loss/policy"] == pytest.approx(full["loss/policy"], rel=1e-5, abs=1e-7)
     assert skipped["loss/grad_norm"] == pytest.approx(full["loss/grad_norm"], rel=1e-4, abs=1e-7)
-    torch.testing.assert_close(w_skipped, w_full, rtol=1e-5, atol=1e-6)
+    # Adam's step moves a weight by up to ~lr (0.01) whatever its gradient's size, so rounding in a
+    # near-zero gradient (other micro-batch shapes reduce in another order; seen 4.4e-6 on an AMD
+    # Zen 4 CPU) shows in the new weight: allow 1e-3 of lr. A group wrongly skipped moves by ~lr.
+    torch.testing.assert_close(w_skipped, w_full, rtol=1e-5, atol=1e-5)
     if len(zero_groups) < 3:
         assert full["loss/grad_norm"] > 0
 
