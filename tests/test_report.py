@@ -332,6 +332,27 @@ def test_a_chain_is_compared_with_the_model_it_started_from(tmp_path):
     assert "significant at the 0.05 level but not at 0.01 (p = 0.0386)." in text
 
 
+def test_a_chains_later_stage_starts_where_its_first_ended_on_the_wall_time_axis(tmp_path, monkeypatch):
+    # base -> sft (120 s) -> grpo (300 s) -> grpo2 (50 s); "other" starts from the base model
+    sft = make_run(tmp_path, "sft", algorithm="sft", after=_record(0.4, 0.3, 0.5), wall_s=120.0)
+    grpo = make_run(tmp_path, "grpo", after=_record(0.5, 0.4, 0.6), wall_s=300.0, model=str(sft))
+    grpo2 = make_run(tmp_path, "grpo2", after=_record(0.5, 0.4, 0.6), wall_s=50.0, model=str(grpo))
+    other = make_run(tmp_path, "other", after=_record(0.5, 0.4, 0.6), wall_s=90.0)
+    drawn = {}
+
+    def capture(runs, key, x="step", **kwargs):
+        drawn[(key, x)] = {name: [row["time/elapsed"] for row in rows if key in row] for name, rows in runs.items()}
+
+    monkeypatch.setattr("tinyr1.report.plot_curves", capture)
+    text = write_report([sft, grpo, grpo2, other], tmp_path / "out").read_text()
+    by_time = drawn[("eval/accuracy", "time/elapsed")]
+    assert by_time["sft: sft"] == [10.0, 120.0] and by_time["other: grpo"] == [10.0, 90.0]
+    assert by_time["grpo: grpo"] == [130.0, 420.0]  # 10 s and 300 s of its own clock, after sft's 120 s
+    assert by_time["grpo2: grpo"] == [430.0, 470.0]  # after sft's 120 s and grpo's 300 s
+    assert drawn[("eval/accuracy", "step")]["grpo: grpo"] == [10.0, 300.0]  # the step axis is untouched
+    assert "another run of this report (grpo, grpo2) begins where that run ended" in text
+
+
 def test_runs_on_different_problems_are_not_paired(tmp_path):
     a = make_run(tmp_path, "a", after=True, saved=(BEFORE_ROWS, AFTER_ROWS), strict=True)
     b = make_run(tmp_path, "b", after=True, saved=(BEFORE_ROWS[:10], AFTER_ROWS[:10]), strict=True)

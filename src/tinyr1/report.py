@@ -18,7 +18,8 @@
   (read as "not distinguishable at this sample size", a conservative reading);
 - overlaid curves (`plots.plot_curves`) of reward, held-out accuracy (with its interval band),
   response length, approx KL and self-check rates, against step and against wall time, as PNGs
-  next to report.md.
+  next to report.md. Against wall time a chain's later stage (a run whose model is another run of
+  the report) starts where that run ended, so SFT -> GRPO is one accuracy-vs-time curve.
 
 A run still training (no `eval_after` yet) is listed as unfinished with its latest evaluation.
 Usage::
@@ -390,17 +391,61 @@ def _runner_up(best: Run, second: Run, pairs: list[tuple[str, str, PairedCompari
 # ----------------------------------------------------------------------------- figures
 
 
+def chain_offsets(runs: list[Run]) -> dict[str, float]:
+    """Seconds each run's clock starts at on the wall-time axis: 0, or, for a run that started from
+    another run of the report (its `model.name` is that run's folder), where that run ended (its wall
+    time plus its own offset), so that SFT -> GRPO reads as one curve against total time."""
+    by_folder = {str(r.path): r for r in runs}
+    offsets: dict[str, float] = {}
+
+    def offset(run: Run, seen: frozenset[str]) -> float:
+        if run.name not in offsets:
+            parent = by_folder.get(_model_key(run.model))
+            if parent is None or parent.name in seen or parent is run:
+                offsets[run.name] = 0.0
+            else:
+                offsets[run.name] = offset(parent, seen | {run.name}) + _elapsed_s(parent)
+        return offsets[run.name]
+
+    for r in runs:
+        offset(r, frozenset())
+    return offsets
+
+
+def _elapsed_s(run: Run) -> float:
+    """A run's length in seconds: its wall time, else the last `time/elapsed` it logged."""
+    if run.wall_min is not None:
+        return run.wall_min * 60
+    times = series(run.rows, "time/elapsed", x="time/elapsed").y
+    return max((t for t in times if not math.isnan(t)), default=0.0)
+
+
+def _shifted(rows: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    if not seconds:
+        return rows
+    return [row | {"time/elapsed": row["time/elapsed"] + seconds} if isinstance(row.get("time/elapsed"), (int, float))
+            else row for row in rows]
+
+
 def _figures(runs: list[Run], out: Path) -> list[str]:
     """Draw each figure some run has data for, against step and wall time; return its Markdown."""
-    curves = {f"{r.name}: {r.method}": r.rows for r in runs}
+    offsets = chain_offsets(runs)
+    by_axis = {
+        "step": {f"{r.name}: {r.method}": r.rows for r in runs},
+        "time/elapsed": {f"{r.name}: {r.method}": _shifted(r.rows, offsets[r.name]) for r in runs},
+    }
     lines = ["## Curves", ""]
+    chained = [r.name for r in runs if offsets[r.name]]
+    if chained:
+        lines += [f"Against wall time, a run that started from another run of this report ({', '.join(chained)}) "
+                  "begins where that run ended: the time axis is the chain's total.", ""]
     for key, stem, title, band in FIGURES:
         if not any(key in row for r in runs for row in r.rows):
             continue
         cells = []
         for x, suffix, axis in X_AXES:
             name = f"{stem}_{suffix}.png"
-            plot_curves(curves, key, x=x, path=out / name, title=f"{title} against {axis}", band=band)
+            plot_curves(by_axis[x], key, x=x, path=out / name, title=f"{title} against {axis}", band=band)
             cells.append(f"![{title} against {axis}]({name})")
         lines += [f"### {title[0].upper() + title[1:]}", "", "| against training step | against wall time |",
                   "| --- | --- |", "| " + " | ".join(cells) + " |", ""]

@@ -6,18 +6,21 @@
 # (one JSON line per problem: response, extracted answer, correct) to docs/results/gsm8k/evals/,
 # gzipped, so that later runs can be paired with them after runs/ is gone.
 #
+# Extra `tinyr1 train` flags for every run named: RUN_ARGS='--run.eval_every=0' bash run.sh NAME.
+#
 # The numbers depend on the CPU (float reductions differ): the README names the machine of each.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 T=.venv/bin/tinyr1
 GSM8K=${GSM8K:-../shared/data/GSM8K}
 data=(--data.source=gsm8k:$GSM8K)
+read -r -a extra <<< "${RUN_ARGS:-}"
 process=(--reward.process=reference --grpo.advantage=process --run.eval_every=0)
 
 run() {  # run NAME ARGS...: tinyr1 train ARGS --run.name=NAME unless runs/NAME/final exists
   local name=$1; shift
   if [ -d "runs/$name/final" ]; then echo "runs/$name: finished, skipped"; return; fi
-  $T train "$@" "${data[@]}" --run.name="$name"
+  $T train "$@" "${data[@]}" "${extra[@]}" --run.name="$name"
 }
 
 for what in "$@"; do
