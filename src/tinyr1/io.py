@@ -117,3 +117,14 @@ def check_output_dir(out: str | os.PathLike, what: str = "--out") -> Path:
             raise UserError(f"{what} {out}: that folder holds {kind} ({marker}), whose files the results would replace; "
                             "pick another folder")
     return out
+
+
+def get_dotted(mapping: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """`mapping["a"]["b"]` for `"a.b"` (a saved config.yaml read as a dict), or `default` when a
+    key is missing or a value on the way is not a mapping."""
+    node: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node

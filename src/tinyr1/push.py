@@ -44,6 +44,7 @@ import yaml
 
 from tinyr1.data.prompts import INSTRUCTIONS
 from tinyr1.errors import UserError
+from tinyr1.io import get_dotted
 
 # tinyr1's embedded aliases -> (the hub model they derive from, its license)
 EMBEDDED_ORIGINS = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
@@ -112,15 +113,6 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _get(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def hub_base(name: str) -> str | None:
     """The hub id a base model name stands for, or None for a local folder or file.
 
@@ -147,7 +139,7 @@ def hub_dataset(source: str | None) -> str | None:
 
 def front_matter(run: Run, license_id: str | None = None) -> dict[str, Any]:
     """The card's YAML metadata: base_model, library_name, license, tags, datasets (where known)."""
-    base_name = str(_get(run.config, "model.name", ""))
+    base_name = str(get_dotted(run.config, "model.name", ""))
     meta: dict[str, Any] = {}
     if hub_base(base_name):
         meta["base_model"] = hub_base(base_name)
@@ -155,9 +147,9 @@ def front_matter(run: Run, license_id: str | None = None) -> dict[str, Any]:
     license_id = license_id or EMBEDDED_ORIGINS.get(base_name, (None, None))[1]
     if license_id:
         meta["license"] = license_id
-    algorithm = str(run.summary.get("algorithm") or _get(run.config, "algorithm", "")).lower()
+    algorithm = str(run.summary.get("algorithm") or get_dotted(run.config, "algorithm", "")).lower()
     meta["tags"] = ["tinyr1", *([algorithm] if algorithm else []), "math"]
-    dataset = hub_dataset(run.summary.get("data") or _get(run.config, "data.source"))
+    dataset = hub_dataset(run.summary.get("data") or get_dotted(run.config, "data.source"))
     if dataset:
         meta["datasets"] = [dataset]
     meta["pipeline_tag"] = "text-generation"
@@ -181,16 +173,16 @@ def results_table(summary: dict[str, Any]) -> list[str]:
 def training_table(run: Run) -> list[str]:
     """Markdown rows: what was trained, from what, on what, for how long."""
     c, s = run.config, run.summary
-    algorithm = str(s.get("algorithm") or _get(c, "algorithm", "?"))
-    base = str(_get(c, "model.name", s.get("model", "?")))
-    rank = _get(c, "lora.rank", 0) or 0
-    targets = _get(c, "lora.target_modules", [])
-    tuning = (f"LoRA rank {rank}, alpha {_get(c, 'lora.alpha')}, on {', '.join(map(str, targets)) or '?'}"
+    algorithm = str(s.get("algorithm") or get_dotted(c, "algorithm", "?"))
+    base = str(get_dotted(c, "model.name", s.get("model", "?")))
+    rank = get_dotted(c, "lora.rank", 0) or 0
+    targets = get_dotted(c, "lora.target_modules", [])
+    tuning = (f"LoRA rank {rank}, alpha {get_dotted(c, 'lora.alpha')}, on {', '.join(map(str, targets)) or '?'}"
               if rank > 0 else "full fine-tuning")
-    data = s.get("data") or _get(c, "data.source", "?")
-    filters = [f"{k}={_get(c, 'data.' + k)}" for k in ("subjects", "levels") if _get(c, "data." + k)]
+    data = s.get("data") or get_dotted(c, "data.source", "?")
+    filters = [f"{k}={get_dotted(c, 'data.' + k)}" for k in ("subjects", "levels") if get_dotted(c, "data." + k)]
     rows = ["| | |", "|---|---|", f"| algorithm | {algorithm.upper()} |", f"| base model | `{base}` |",
-            f"| fine-tuning | {tuning} |", f"| steps | {s.get('steps', _get(c, 'run.steps', '?'))} |",
+            f"| fine-tuning | {tuning} |", f"| steps | {s.get('steps', get_dotted(c, 'run.steps', '?'))} |",
             f"| data | `{data}`{' (' + ', '.join(filters) + ')' if filters else ''} |"]
     if isinstance(s.get("wall_time_s"), (int, float)):
         rows.append(f"| wall time | {s['wall_time_s'] / 60:.1f} min (evaluations included) |")
@@ -199,10 +191,10 @@ def training_table(run: Run) -> list[str]:
 
 def hyperparameter_table(run: Run) -> list[str]:
     """Markdown rows of the key hyper-parameters of the run's algorithm that its config holds."""
-    algorithm = str(_get(run.config, "algorithm", "")).lower()
+    algorithm = str(get_dotted(run.config, "algorithm", "")).lower()
     rows = ["| key | value |", "|---|---|"]
     for key in HYPERPARAMETERS.get(algorithm, ()) + COMMON:
-        value = _get(run.config, key)
+        value = get_dotted(run.config, key)
         if value is None:
             continue
         if isinstance(value, dict):
@@ -227,8 +219,8 @@ def usage(repo_id: str, adapter: bool) -> list[str]:
 def model_card(run: Run, repo_id: str, license_id: str | None = None) -> str:
     """The README.md pushed with the model: YAML front matter, then the training and results."""
     c = run.config
-    base_name = str(_get(c, "model.name", ""))
-    algorithm = str(run.summary.get("algorithm") or _get(c, "algorithm", "?")).upper()
+    base_name = str(get_dotted(c, "model.name", ""))
+    algorithm = str(run.summary.get("algorithm") or get_dotted(c, "algorithm", "?")).upper()
     lines = ["---", yaml.safe_dump(front_matter(run, license_id), sort_keys=False).rstrip(), "---", "",
              f"# {repo_id.split('/')[-1]}", "",
              f"`{base_name}` fine-tuned with {algorithm} to solve math problems, trained with tinyr1.", ""]
@@ -251,10 +243,10 @@ def model_card(run: Run, repo_id: str, license_id: str | None = None) -> str:
 
 
 def _prompt_lines(config: dict[str, Any]) -> list[str]:
-    style = _get(config, "prompt.style", "boxed")
+    style = get_dotted(config, "prompt.style", "boxed")
     if style not in INSTRUCTIONS:
         return []
-    where = "as plain text" if _get(config, "prompt.chat_template") == "none" else "in the user turn of the chat template"
+    where = "as plain text" if get_dotted(config, "prompt.chat_template") == "none" else "in the user turn of the chat template"
     return [f"Prompt: the question, then `{INSTRUCTIONS[style]}` {where} (style `{style}`); responses are "
             "graded on the answer that style asks for.", ""]
 
@@ -273,7 +265,7 @@ def stage(run: Run, repo_id: str, out: str | Path, license_id: str | None = None
             continue
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
     if run.adapter:
-        _point_adapter_at_hub_base(out / "adapter_config.json", str(_get(run.config, "model.name", "")))
+        _point_adapter_at_hub_base(out / "adapter_config.json", str(get_dotted(run.config, "model.name", "")))
     (out / "README.md").write_text(model_card(run, repo_id, license_id), encoding="utf-8")
     (out / "tinyr1").mkdir()
     for name in ("config.yaml", "summary.json"):

@@ -44,7 +44,7 @@ import yaml
 from tinyr1 import comparisons as C
 from tinyr1.config import TrainJob
 from tinyr1.errors import UserError
-from tinyr1.io import write_text_atomic
+from tinyr1.io import get_dotted, write_text_atomic
 from tinyr1.plots import EVAL_BAND, plot_curves, series
 from tinyr1.stats import PairedComparison
 from tinyr1.tracking import METRICS_FILE, read_metrics
@@ -162,12 +162,12 @@ def load_run(path: Path, name: str | None = None) -> Run:
     before = _record(summary.get("eval_before"), path / "summary.json", "eval_before") or _eval_row_record(evals.get(0))
     after = _record(summary.get("eval_after"), path / "summary.json", "eval_after")
     last_step = max((row["step"] for row in rows), default=0)
-    planned = _get(config, "run.steps")
+    planned = get_dotted(config, "run.steps")
     tokens = series(rows, "rollout/tokens").y
     run = Run(
-        name=name or path.name, path=path, method=method_name(config), model=str(_get(config, "model.name", NONE)),
-        lora="full" if _get(config, "lora.rank") == 0 else str(_get(config, "lora.rank", NONE)),
-        data=summary.get("data") or _get(config, "data.source"),
+        name=name or path.name, path=path, method=method_name(config), model=str(get_dotted(config, "model.name", NONE)),
+        lora="full" if get_dotted(config, "lora.rank") == 0 else str(get_dotted(config, "lora.rank", NONE)),
+        data=summary.get("data") or get_dotted(config, "data.source"),
         steps=str(summary.get("steps", planned)) if after else f"{last_step} of {planned} (unfinished)",
         wall_min=_wall_minutes(summary, rows, finished=after is not None),
         tokens=int(sum(v for v in tokens if not math.isnan(v))) if tokens else None,
@@ -207,15 +207,6 @@ def _read_mapping(path: Path, parse, error: type[Exception]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
     return data
-
-
-def _get(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def _record(rec: Any, path: Path, key: str) -> dict[str, Any] | None:
