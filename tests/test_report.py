@@ -353,6 +353,27 @@ def test_a_chains_later_stage_starts_where_its_first_ended_on_the_wall_time_axis
     assert "another run of this report (grpo, grpo2) begins where that run ended" in text
 
 
+def test_an_archived_chain_with_gzipped_evaluations_reads_like_the_runs_it_was(tmp_path, monkeypatch):
+    # the chain of test_a_chain_is_compared_with_the_model_it_started_from, archived: eval/*.jsonl
+    # gzipped, and GRPO's model is `runs/sft`, a folder no longer there, matched by folder name
+    import gzip
+
+    sft_after = eval_rows(20, right=set(range(7)))
+    sft = make_run(tmp_path / "archive", "sft", algorithm="sft", after=True, saved=(BEFORE_ROWS, sft_after),
+                   strict=True)
+    grpo = make_run(tmp_path / "archive", "grpo", after=True, saved=(sft_after, AFTER_ROWS), strict=True,
+                    model="runs/sft")
+    for f in [*sft.glob("eval/*.jsonl"), *grpo.glob("eval/*.jsonl")]:
+        f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+    monkeypatch.chdir(tmp_path)  # runs/sft does not exist here
+    text = write_report([sft, grpo], tmp_path / "out").read_text()
+    assert "| base (tiny-model) | grpo | 20 | 25.0% | 65.0% | +40.0 [" in text and "| 2 | 10 | 0.0386 | strict |" in text
+    assert "| sft | grpo | 20 | 35.0% | 65.0% |" in text
+    assert "Against the model its chain started from, base (tiny-model), on the same 20 problems: +40.0 [" in text
+    assert "another run of this report (grpo) begins where that run ended" in text
+
+
 def test_runs_on_different_problems_are_not_paired(tmp_path):
     a = make_run(tmp_path, "a", after=True, saved=(BEFORE_ROWS, AFTER_ROWS), strict=True)
     b = make_run(tmp_path, "b", after=True, saved=(BEFORE_ROWS[:10], AFTER_ROWS[:10]), strict=True)

@@ -46,12 +46,16 @@ class Evals:
 
 
 def load_evals(path: Path, summary: dict[str, Any], config: dict[str, Any]) -> Evals:
-    """The rows named by summary.json's `eval_before.rows_file` / `eval_after.rows_file` (None for a
-    record without one, or a file no longer there: a run copied without its eval/ folder)."""
+    """The rows named by summary.json's `eval_before.rows_file` / `eval_after.rows_file`, or that
+    file gzipped (`<name>.gz`: an archived run); None for a record without one, or a file no
+    longer there (a run copied without its eval/ folder)."""
 
     def rows(key: str) -> list[dict[str, Any]] | None:
         name = (summary.get(key) or {}).get("rows_file") if isinstance(summary.get(key), dict) else None
-        return eval_files.read_rows(path / name) if isinstance(name, str) and (path / name).is_file() else None
+        if not isinstance(name, str):
+            return None
+        found = [p for p in (path / name, path / f"{name}.gz") if p.is_file()]
+        return eval_files.read_rows(found[0]) if found else None
 
     grading, prompt = config.get("grading") or {}, config.get("prompt") or {}
     return Evals(before=rows("eval_before"), after=rows("eval_after"),

@@ -6,6 +6,7 @@ behind (write to a temporary file, then rename).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -23,16 +24,17 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(line_number, object)` for each non-blank line of a JSON Lines file.
 
-    Line numbers start at 1. A missing file, a folder, a line that is not UTF-8 or not JSON, a
-    line that is not a JSON object, or a string holding a lone surrogate (`"\\ud800"`, which no
-    UTF-8 file can hold) raises `UserError` naming the file and line.
+    Line numbers start at 1. A file whose name ends in `.gz` is read through gzip (an archived run's
+    evaluations). A missing file, a folder, a line that is not UTF-8 or not JSON, a line that is
+    not a JSON object, or a string holding a lone surrogate (`"\\ud800"`, which no UTF-8 file can
+    hold) raises `UserError` naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: " + ("a folder, expected a JSON Lines file" if path.is_dir() else
                                        "file not found (expected a JSON Lines file)"))
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        for lineno, raw in enumerate(_gunzipped(f, path) if path.suffix == ".gz" else f, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -49,6 +51,14 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             if _SURROGATE_ESCAPE.search(line):
                 _check_unicode(obj, f"{path}:{lineno}")
             yield lineno, obj
+
+
+def _gunzipped(f, path: Path) -> Iterator[bytes]:
+    """The lines of a gzip file; `UserError` naming it when it is not gzip or is cut short."""
+    try:
+        yield from gzip.GzipFile(fileobj=f)
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: not a readable gzip file ({e}); expected gzipped JSON Lines") from None
 
 
 def _check_unicode(obj: Any, where: str) -> None:

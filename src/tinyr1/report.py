@@ -112,7 +112,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     out.mkdir(parents=True, exist_ok=True)
     base = shared_base(runs)
     folders = {str(r.path) for r in runs}
-    bases = C.base_entries([(r.name, _model_key(r.model), r.evals) for r in runs if r.evals], folders)
+    bases = C.base_entries([(r.name, _model_key(r.model, runs), r.evals) for r in runs if r.evals], folders)
     pairs = C.pairwise(bases + [(r.name, r.evals) for r in runs if r.after and r.evals])
     lines = [f"# {title or 'tinyr1 report'}", "", "Runs: " + ", ".join(f"`{given[r.path]}`" for r in runs) + ".", ""]
     lines += [_base_sentence(runs, base), "", *table(runs, base), ""]
@@ -127,9 +127,18 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
     return path
 
 
-def _model_key(model: str) -> str:
-    """A run's model as a resolved folder when it is one (a chain's later stage names a run folder)."""
-    return str(Path(model).resolve()) if Path(model).is_dir() else model
+def _model_key(model: str, runs: list[Run] = ()) -> str:
+    """A run's model as a resolved folder when it is one (a chain's later stage names a run folder).
+    A run folder no longer there (`runs/sft` of an archived chain: a path under `runs/`, or starting
+    with `.` or `/`, unlike a hub id) stands for the report's one run of that folder name."""
+    path = Path(model)
+    if path.is_dir():
+        return str(path.resolve())
+    if path.parent.name == "runs" or model.startswith((".", "/")):
+        named = [r for r in runs if r.path.name == path.name]
+        if len(named) == 1:
+            return str(named[0].path)
+    return model
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -347,7 +356,7 @@ def verdict(runs: list[Run], base: dict[str, Any] | None, pairs: list[tuple[str,
     else:
         text[0] += "."
     from_base = [(a, c) for a, b, c, _ in pairs if b == best.name and a.startswith("base (")]
-    if from_base and _model_key(best.model) in {str(r.path) for r in runs}:  # a chain: it started from a run here
+    if from_base and _model_key(best.model, runs) in {str(r.path) for r in runs}:  # a chain: it started from a run here
         label, c = from_base[0]
         text.append(f"Against the model its chain started from, {label}, on the same {c.n} problems: "
                     f"{C.fmt_difference(c)} points, {C.significance(c.p_value)}.")
@@ -391,7 +400,7 @@ def chain_offsets(runs: list[Run]) -> dict[str, float]:
 
     def offset(run: Run, seen: frozenset[str]) -> float:
         if run.name not in offsets:
-            parent = by_folder.get(_model_key(run.model))
+            parent = by_folder.get(_model_key(run.model, runs))
             if parent is None or parent.name in seen or parent is run:
                 offsets[run.name] = 0.0
             else:

@@ -2,10 +2,11 @@
 # Every run of docs/results/gsm8k/README.md, by name: `bash docs/results/gsm8k/run.sh NAME...`
 # (`all` runs them in order). Each needs the runs it starts from (gsm8k-sft first). A run that
 # finished (final/ exists) is skipped; an interrupted one continues with `tinyr1 train --resume`.
-# Then `bash docs/results/gsm8k/run.sh archive` copies every finished run's held-out evaluations
-# (one JSON line per problem: response, extracted answer, correct) to docs/results/gsm8k/evals/,
-# gzipped, so that later runs can be paired with them after runs/ is gone.
-#
+# Then `bash docs/results/gsm8k/run.sh archive` copies every finished run to
+# docs/results/gsm8k/archive/<run>/: config.yaml, summary.json, metrics.jsonl and its held-out
+# evaluations (eval/step-<k>.jsonl.gz: one JSON line per problem, response, answer, correct),
+# without the model. `tinyr1 report` reads such a folder like the run it was, so runs of several
+# sessions can be compared and paired after runs/ is gone.
 # Extra `tinyr1 train` flags for every run named: RUN_ARGS='--run.eval_every=0' bash run.sh NAME.
 #
 # The numbers depend on the CPU (float reductions differ): the README names the machine of each.
@@ -37,11 +38,13 @@ for what in "$@"; do
     all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
            gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
     archive)
-      for f in runs/gsm8k-*/eval/step-*.jsonl; do
-        run_name=$(basename "$(dirname "$(dirname "$f")")")
-        [ -d "runs/$run_name/final" ] || continue  # finished runs only
-        mkdir -p "docs/results/gsm8k/evals/$run_name"
-        gzip -9nc "$f" > "docs/results/gsm8k/evals/$run_name/$(basename "$f").gz"
+      for dir in runs/gsm8k-*/; do
+        run_name=$(basename "$dir")
+        [ -d "$dir/final" ] || continue  # finished runs only
+        to=docs/results/gsm8k/archive/$run_name
+        mkdir -p "$to/eval"
+        cp "$dir"/config.yaml "$dir"/summary.json "$dir"/metrics.jsonl "$to/"
+        for f in "$dir"/eval/step-*.jsonl; do gzip -9nc "$f" > "$to/eval/$(basename "$f").gz"; done
       done ;;
     *) echo "run.sh: unknown run '$what' (see the case list in $0)" >&2; exit 2 ;;
   esac
