@@ -404,20 +404,12 @@ def chain_offsets(runs: list[Run]) -> dict[str, float]:
             if parent is None or parent.name in seen or parent is run:
                 offsets[run.name] = 0.0
             else:
-                offsets[run.name] = offset(parent, seen | {run.name}) + _elapsed_s(parent)
+                offsets[run.name] = offset(parent, seen | {run.name}) + (parent.wall_min or 0.0) * 60  # its wall time, else last time/elapsed
         return offsets[run.name]
 
     for r in runs:
         offset(r, frozenset())
     return offsets
-
-
-def _elapsed_s(run: Run) -> float:
-    """A run's length in seconds: its wall time, else the last `time/elapsed` it logged."""
-    if run.wall_min is not None:
-        return run.wall_min * 60
-    times = series(run.rows, "time/elapsed", x="time/elapsed").y
-    return max((t for t in times if not math.isnan(t)), default=0.0)
 
 
 def _shifted(rows: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
