@@ -396,3 +396,19 @@ def test_a_gsm8k_run_graded_with_the_fallback_is_flagged_with_its_strict_figure(
 def test_summary_without_rows_files_keeps_the_interval_verdict(three_runs, tmp_path):
     text = write_report(list(three_runs), tmp_path / "out").read_text()
     assert "p (after vs before)" not in text and "## Paired comparisons" not in text and "## Held-out behaviour" not in text
+
+
+def test_two_methods_with_two_seeds_each_are_compared_by_their_seed_averaged_accuracy(tmp_path):
+    # method x (grpo defaults): right on 0..4 and 0..5; method y (dr_grpo): right on 0..9 and 0..11
+    runs = [make_run(tmp_path, name, section=section, after=True, saved=(BEFORE_ROWS, eval_rows(20, right=set(range(k)))),
+                     strict=True)
+            for name, section, k in (("x-seed0", None, 5), ("y-seed0", {"loss_aggregation": "dr_grpo"}, 10),
+                                     ("x-seed1", None, 6), ("y-seed1", {"loss_aggregation": "dr_grpo"}, 12),
+                                     ("z-alone", {"loss_aggregation": "sequence"}, 7))]
+    text = write_report(runs, tmp_path / "out").read_text()
+    assert "## Methods over seeds" in text
+    # per problem (x runs 2 x 2 y runs) 2 * right_y - 2 * right_x: problem 5 -> 2, 6..9 -> 4, 10..11 -> 2, others 0:
+    # 7 problems differ, all the same sign: p = 2 / 2^7 = 0.0156; B - A = 22 / (20 * 4) = +27.5 points
+    assert ("| x-seed0 + x-seed1 | y-seed0 + y-seed1 | 20 | 27.5% | 55.0% | +27.5 [" in text
+            and "] | 7 | 0.0156 | strict |" in text)
+    assert "z-alone" not in text.split("## Methods over seeds")[1].split("##")[0]  # one seed: no method row

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tinyr1.errors import UserError
-from tinyr1.stats import bootstrap_difference, compare, mcnemar_exact, pair
+from tinyr1.stats import bootstrap_difference, compare, compare_seeds, mcnemar_exact, pair, sign_flip_exact
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,45 @@ def test_different_problem_sets_are_refused_naming_what_differs():
         pair({"p1": True, "p2": True, "p3": False}, {"p1": True, "p2": False, "p8": True, "p9": True}, ("before", "after"))
     with pytest.raises(UserError, match="only in B"):
         compare({"p1": True}, {"p1": True, "p2": True})
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([2, 4, 2], 0.25),      # 8 sign patterns; |sum| >= 8 only for all + and all -
+    ([1, 1, 1], 0.25),      # |sum| >= 3: 2 of 8
+    ([3, -1], 1.0),         # observed |2|; the patterns give 4, 2, -2, -4: all >= 2
+    ([1, 1, 1, 1, 1, 1, 0], 2 / 64),  # zeros carry no sign
+    ([0, 0], 1.0),
+    ([], 1.0),
+])
+def test_sign_flip_exact_by_hand(values, expected):
+    assert sign_flip_exact(values) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("only_a, only_b", [(2, 10), (10, 8), (0, 5), (3, 3), (1, 25)])
+def test_compare_seeds_with_one_run_a_side_is_mcnemar(only_a, only_b):
+    a = {f"p{i}": i < only_a for i in range(40)}
+    b = {f"p{i}": only_a <= i < only_a + only_b for i in range(40)}
+    c = compare_seeds([a], [b])
+    assert c.p_value == pytest.approx(mcnemar_exact(only_a, only_b))
+    assert c.difference == pytest.approx((only_b - only_a) / 40) and c.differing == only_a + only_b
+    assert c.difference_ci95 == pytest.approx(bootstrap_difference(40, only_a, only_b), abs=1 / 40 + 1e-9)  # other draws of the same law: within one problem
+
+
+def test_compare_seeds_averages_each_problem_over_the_runs_by_hand():
+    a1 = {"p1": True, "p2": False, "p3": False}
+    a2 = {"p1": False, "p2": False, "p3": False}
+    b1 = {"p1": True, "p2": True, "p3": True}
+    b2 = {"p3": False, "p2": True, "p1": True}  # matched by id
+    c = compare_seeds([a1, a2], [b1, b2])
+    # per problem B - A: p1 1 - 1/2, p2 1 - 0, p3 1/2 - 0 = (1/2, 1, 1/2), mean 2/3; scaled by 2 x 2: (2, 4, 2)
+    assert (c.n, c.runs_a, c.runs_b, c.differing) == (3, 2, 2, 3)
+    assert c.accuracy_a == pytest.approx(1 / 6) and c.accuracy_b == pytest.approx(5 / 6)
+    assert c.difference == pytest.approx(2 / 3) and c.p_value == pytest.approx(0.25)
+    lo, hi = c.difference_ci95
+    assert 0.5 - 1e-9 <= lo < hi <= 1 + 1e-9  # a resample's mean of values from (1/2, 1, 1/2) lies in [1/2, 1]
+
+
+def test_compare_seeds_refuses_a_run_on_other_problems_naming_it():
+    with pytest.raises(UserError, match=r"cannot pair outcome run 1 with process run 2: .*1 only in outcome run 1 \(p3\)"):
+        compare_seeds([{"p1": True, "p2": False, "p3": True}], [{"p1": True, "p2": True, "p3": False},
+                                                                 {"p1": True, "p2": True}], ("outcome", "process"))

@@ -8,6 +8,11 @@ evaluation (`tinyr1.eval_files`; summary.json names the files of eval_before and
 - strict and last-number-fallback accuracy of the same responses (`other_grading`), since GSM8K
   results are headlined strict (`grading.fallback: false`, the `####` answer only) and a strict
   run also shows, labelled, what the fallback would have given;
+- methods over seeds (`seed_groups`, `seed_pairs`): runs whose configs differ only in `run.seed`
+  (and the run's name, output and logging keys) are seeds of one method; two methods with at least
+  two seeds each, evaluated on the same problems, are compared by their seed-averaged accuracy
+  (`tinyr1.stats.compare_seeds`: exact sign-flip test, paired bootstrap), the comparison a claim
+  about a method should rest on;
 - the held-out behaviour before -> after (`behaviour`): mean response tokens, truncation and
   self-check rates (`tinyr1.behaviour`).
 
@@ -18,12 +23,13 @@ which every saved row can give. p-values are per comparison, not corrected for m
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tinyr1 import eval_files
-from tinyr1.stats import PairedComparison, compare
+from tinyr1.stats import PairedComparison, SeedComparison, compare, compare_seeds
 
 STRICT, FALLBACK = "strict", "fallback"
 NONE = "-"
@@ -109,6 +115,45 @@ def base_entries(runs: list[tuple[str, str, Evals]], run_models: set[str]) -> li
     return out
 
 
+# `run` keys that name, place or log a run without changing what it trains: runs differing only in
+# these and `run.seed` are seeds of one method.
+NOT_METHOD_KEYS = ("name", "seed", "output_dir", "eval_every", "save_every", "log_samples", "report_to", "project",
+                   "progress")
+
+
+def method_key(config: dict[str, Any]) -> str:
+    """The config as a canonical string, without `run.seed` and the keys of NOT_METHOD_KEYS."""
+    run = {k: v for k, v in (config.get("run") or {}).items() if k not in NOT_METHOD_KEYS}
+    return json.dumps(config | {"run": run}, sort_keys=True, default=str)
+
+
+def seed_groups(runs: list[tuple[str, str, Evals]]) -> list[list[tuple[str, Evals]]]:
+    """Runs (name, method key, evals) with after-training rows, grouped by method key in first-seen
+    order; only groups of two runs or more (the seeds of one method)."""
+    groups: dict[str, list[tuple[str, Evals]]] = {}
+    for name, key, ev in runs:
+        if ev.after:
+            groups.setdefault(key, []).append((name, ev))
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def seed_pairs(groups: list[list[tuple[str, Evals]]]) -> list[tuple[str, str, SeedComparison, str]]:
+    """(A's runs, B's runs, seed-averaged comparison, grading) for every two groups whose runs' after
+    rows all cover the same problems; strict verdicts when any run was graded strictly."""
+    out = []
+    for i, group_a in enumerate(groups):
+        for group_b in groups[i + 1 :]:
+            runs = group_a + group_b
+            if not all(_same_problems(runs[0][1].after, ev.after) for _, ev in runs[1:]):
+                continue
+            strict = any(ev.grading == STRICT for _, ev in runs)
+            name_a, name_b = (" + ".join(name for name, _ in g) for g in (group_a, group_b))
+            c = compare_seeds([_verdicts(ev.after, strict, name) for name, ev in group_a],
+                              [_verdicts(ev.after, strict, name) for name, ev in group_b], (name_a, name_b))
+            out.append((name_a, name_b, c, STRICT if strict else FALLBACK))
+    return out
+
+
 def other_grading(ev: Evals, rows: list[dict[str, Any]] | None) -> tuple[str, float] | None:
     """The accuracy of `rows` under the grading the run did not use: (label, accuracy).
 
@@ -179,6 +224,26 @@ def paired_section(pairs: list[tuple[str, str, PairedComparison, str]]) -> list[
     for a, b, c, grading in pairs:
         lines.append(_line([a, b, str(c.n), f"{c.accuracy_a:.1%}", f"{c.accuracy_b:.1%}", fmt_difference(c),
                             str(c.only_a), str(c.only_b), fmt_p(c.p_value), grading]))
+    return lines + [""]
+
+
+def seeds_section(pairs: list[tuple[str, str, SeedComparison, str]]) -> list[str]:
+    """The methods-over-seeds section: one row per two methods with two seeds or more each."""
+    if not pairs:
+        return []
+    lines = ["## Methods over seeds", "",
+             ("Runs whose configs differ only in `run.seed` (and name, output and logging keys) are seeds of one method. "
+              "Two such methods on the same held-out problems: each problem's correctness averaged over a method's runs, "
+              "B - A with its 95% paired bootstrap interval over problems, and the exact sign-flip test of the mean "
+              "difference (McNemar's exact test with one run a side). It tests the problems, not the seeds: it says whether "
+              "the seed-averaged difference stands out of the problems' noise, not how other seeds would fall."), "",
+             "| A (runs) | B (runs) | n | A mean accuracy | B mean accuracy | B - A (points) | problems differing | p | grading |",
+             "|" + " --- |" * 9]
+    for a, b, c, grading in pairs:
+        lo, hi = c.difference_ci95
+        lines.append(_line([a, b, str(c.n), f"{c.accuracy_a:.1%}", f"{c.accuracy_b:.1%}",
+                            f"{100 * c.difference:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", str(c.differing),
+                            fmt_p(c.p_value), grading]))
     return lines + [""]
 
 

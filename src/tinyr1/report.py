@@ -11,7 +11,8 @@
 - with the runs' saved held-out rows (`eval/step-<k>.jsonl`; `tinyr1.comparisons`): the grading
   and, beside a strict run's accuracy, the labelled fallback accuracy of the same responses; each
   run's McNemar p after vs before training; paired run-vs-run (and run-vs-base-model) tests on a
-  shared held-out set; the held-out behaviour (tokens, truncation, self-checks) before -> after;
+  shared held-out set; methods over seeds (runs differing only in `run.seed`, two or more a method)
+  compared by their seed-averaged accuracy; the held-out behaviour (tokens, truncation, self-checks) before -> after;
 - a verdict computed from the numbers: the run with the highest held-out accuracy, and whether
   it stands apart from its start and from the runner-up: by the paired test when the rows are
   there (p < 0.01 / 0.05 on the same problems), else by whether the 95% Wilson intervals overlap
@@ -93,6 +94,7 @@ class Run:
     rows: list[dict[str, Any]] = field(default_factory=list)
     evals: C.Evals | None = None  # the saved held-out rows before / after, and their grading
     paired: PairedComparison | None = None  # after vs before on the same problems (from `evals`)
+    method_key: str = ""  # the config without run.seed and naming/logging keys: equal for seeds of one method
 
 
 def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> Path:
@@ -120,7 +122,8 @@ def write_report(run_dirs: list[Path], out: Path, title: str | None = None) -> P
               "run, evaluations included in wall time.", ""]
     if any(r.evals and (r.evals.before or r.evals.after) for r in runs):
         lines += [C.PAIRED_NOTE, ""]
-    lines += [*C.paired_section(pairs), *C.behaviour_section([(r.name, r.evals) for r in runs if r.evals])]
+    groups = C.seed_groups([(r.name, r.method_key, r.evals) for r in runs if r.after and r.evals])
+    lines += [*C.paired_section(pairs), *C.seeds_section(C.seed_pairs(groups)), *C.behaviour_section([(r.name, r.evals) for r in runs if r.evals])]
     lines += ["## Verdict", "", verdict(runs, base, pairs), "", *_figures(runs, out)]
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
@@ -181,6 +184,7 @@ def load_run(path: Path, name: str | None = None) -> Run:
         wall_min=_wall_minutes(summary, rows, finished=after is not None),
         tokens=int(sum(v for v in tokens if not math.isnan(v))) if tokens else None,
         before=before, after=after, rows=rows, evals=C.load_evals(path, summary, config),
+        method_key=C.method_key(config),
     )
     run.paired = C.self_test(run.name, run.evals)
     late = [s for s in evals if s > 0]

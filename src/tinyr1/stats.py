@@ -19,6 +19,15 @@ both wrong. Only the discordant problems (b + c) carry information about which r
     >>> round(mcnemar_exact(10, 2), 4)
     0.0386
 
+Several seeds of two methods (`compare_seeds`): each problem's correctness is averaged over a
+method's runs, d_i = mean_B - mean_A, and the mean of d is tested by the exact paired sign-flip
+(permutation) test: under "the methods are equally good" each d_i is as likely to have either sign,
+so p = P(|sum e_i |d_i|| >= |sum d_i|) over the 2^k sign patterns of the k problems with d_i != 0,
+computed exactly (a convolution over the integer grid d_i * runs_A * runs_B). With one run a side it
+is McNemar's exact test. Its interval is the paired bootstrap over problems of mean d. This tests
+the problems, not the seeds: with two seeds a side it says whether the seed-averaged difference is
+larger than the problems' noise, not how another pair of seeds would fall.
+
 Pure: no file, model or config; problems are matched by id, and differing problem sets are
 refused (`UserError`), since an unpaired difference is not what these tests measure.
 """
@@ -26,7 +35,7 @@ refused (`UserError`), since an unpaired difference is not what these tests meas
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,3 +116,66 @@ def compare(a: Mapping[str, bool], b: Mapping[str, bool], names: tuple[str, str]
     return PairedComparison(n=n, accuracy_a=acc_a, accuracy_b=acc_b, only_a=only_a, only_b=only_b,
                             p_value=mcnemar_exact(only_a, only_b), difference=acc_b - acc_a,
                             difference_ci95=bootstrap_difference(n, only_a, only_b, resamples, seed))
+
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """Methods A and B, several runs (seeds) each, on the same n problems; B - A of seed-averaged accuracy."""
+
+    n: int
+    runs_a: int
+    runs_b: int
+    accuracy_a: float  # mean over A's runs
+    accuracy_b: float
+    differing: int  # problems whose seed-averaged correctness differs between A and B
+    p_value: float  # exact paired sign-flip test, two-sided
+    difference: float  # accuracy_b - accuracy_a
+    difference_ci95: tuple[float, float]  # paired bootstrap over problems
+
+
+def sign_flip_exact(values: Sequence[int]) -> float:
+    """Two-sided exact sign-flip p-value of integer per-problem differences: P(|sum e_i |v_i|| >= |sum v_i|)
+    with each sign e_i = +-1 equally likely; 1.0 when every value is 0.
+
+        >>> sign_flip_exact([2, 4, 2])   # 8 sign patterns, |sum| >= 8 only for all + and all -
+        0.25
+    """
+    mags = [abs(int(v)) for v in values if v]
+    observed = abs(sum(int(v) for v in values))
+    if not mags:
+        return 1.0
+    total = sum(mags)
+    dist = np.zeros(2 * total + 1)  # dist[s + total] = P(sum of signed magnitudes so far = s)
+    dist[total] = 1.0
+    for m in mags:
+        dist = 0.5 * (np.roll(dist, m) + np.roll(dist, -m))  # no wrap-around: |partial sums| <= total
+    sums = np.arange(-total, total + 1)
+    return float(min(1.0, dist[np.abs(sums) >= observed].sum()))
+
+
+def compare_seeds(a: Sequence[Mapping[str, bool]], b: Sequence[Mapping[str, bool]], names: tuple[str, str] = ("A", "B"),
+                  seed: int = 0, resamples: int = RESAMPLES, level: float = 0.95) -> SeedComparison:
+    """Seed-averaged B - A on the same problems: exact sign-flip test and paired bootstrap interval.
+
+    `a` and `b`: one {problem id: correct} per run; every run must hold the same problems (`UserError`).
+    """
+    if not a or not b:
+        raise ValueError("compare_seeds needs at least one run on each side")
+    labelled = [(f"{names[0]} run {i + 1}", r) for i, r in enumerate(a)] + [(f"{names[1]} run {i + 1}", r) for i, r in enumerate(b)]
+    for label, run in labelled[1:]:
+        pair(a[0], run, (labelled[0][0], label))
+    ids = list(a[0])
+    n, unit = len(ids), len(a) * len(b)
+    if n == 0:
+        return SeedComparison(n=0, runs_a=len(a), runs_b=len(b), accuracy_a=0.0, accuracy_b=0.0, differing=0, p_value=1.0,
+                              difference=0.0, difference_ci95=(0.0, 0.0))
+    right_a = np.array([[bool(run[k]) for k in ids] for run in a], dtype=np.int64).sum(0)  # per problem, runs right
+    right_b = np.array([[bool(run[k]) for k in ids] for run in b], dtype=np.int64).sum(0)
+    scaled = len(a) * right_b - len(b) * right_a  # d_i * runs_a * runs_b: integers
+    values, counts = np.unique(scaled, return_counts=True)  # resampling n problems = a multinomial draw of the counts
+    cells = np.random.default_rng(seed).multinomial(n, counts / n, size=resamples)
+    lo, hi = np.quantile(cells @ values / (n * unit), [(1 - level) / 2, (1 + level) / 2])
+    return SeedComparison(n=n, runs_a=len(a), runs_b=len(b), accuracy_a=float(right_a.sum() / (n * len(a))),
+                          accuracy_b=float(right_b.sum() / (n * len(b))), differing=int((scaled != 0).sum()),
+                          p_value=sign_flip_exact(scaled.tolist()), difference=float(scaled.sum() / (n * unit)),
+                          difference_ci95=(float(lo), float(hi)))
