@@ -34,6 +34,15 @@ for what in "$@"; do
     gsm8k-sft200-grpo) run gsm8k-sft200-grpo configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft-200 ;;
     gsm8k-grpo-process-seed0|gsm8k-grpo-process-seed1|gsm8k-grpo-process-seed2)
       run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${process[@]}" --run.seed="${what: -1}" ;;
+    gsm8k-grpo-120)  # more compute (question d): 3x the steps, held-out curve every 40
+      run gsm8k-grpo-120 configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --run.steps=120 --run.eval_every=40 ;;
+    gsm8k-grpo-full)  # full fine-tuning instead of LoRA r32 (question c); lr set before any result
+      run gsm8k-grpo-full configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --lora.rank=0 --optim.lr=1e-5 --run.eval_every=0 ;;
+    gsm8k-grpo-r8|gsm8k-grpo-r128)  # LoRA rank (question c): alpha = 2 x rank, as r32's 64
+      rank=${what#gsm8k-grpo-r}
+      run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --lora.rank="$rank" --lora.alpha=$((2 * rank)) --run.eval_every=0 ;;
+    gsm8k-grpo-alone)  # GRPO from the base model, no SFT (question a)
+      run gsm8k-grpo-alone configs/gsm8k_grpo.yaml --model.name=smollm2-135m-instruct --run.eval_every=0 ;;
     gsm8k-ppo) run gsm8k-ppo configs/gsm8k_ppo.yaml --model.name=runs/gsm8k-sft ;;
     all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
            gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
