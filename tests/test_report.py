@@ -412,3 +412,15 @@ def test_two_methods_with_two_seeds_each_are_compared_by_their_seed_averaged_acc
     assert ("| x-seed0 + x-seed1 | y-seed0 + y-seed1 | 20 | 27.5% | 55.0% | +27.5 [" in text
             and "] | 7 | 0.0156 | strict |" in text)
     assert "z-alone" not in text.split("## Methods over seeds")[1].split("##")[0]  # one seed: no method row
+
+
+@pytest.mark.parametrize("p, expected", [
+    (0.0072, "significant (p = 0.0072 < 0.01)"),
+    (3e-7, "significant (p < 0.0001)"),  # not "p = < 0.0001 < 0.01"
+    (0.0386, "significant at the 0.05 level but not at 0.01 (p = 0.0386)"),
+    (0.572, "not significant (p = 0.572)"),
+])
+def test_significance_reads_each_level(p, expected):
+    from tinyr1.comparisons import significance
+
+    assert significance(p) == expected

@@ -193,7 +193,13 @@ def fmt_p(p: float) -> str:
 
 
 def significance(p: float) -> str:
-    """How a paired p-value reads, at the 0.01 and 0.05 levels."""
+    """How a paired p-value reads, at the 0.01 and 0.05 levels.
+
+        >>> significance(0.0072), significance(3e-7)
+        ('significant (p = 0.0072 < 0.01)', 'significant (p < 0.0001)')
+    """
+    if p < 1e-4:
+        return "significant (p < 0.0001)"
     if p < 0.01:
         return f"significant (p = {fmt_p(p)} < 0.01)"
     if p < 0.05:
