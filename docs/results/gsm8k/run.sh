@@ -43,13 +43,22 @@ for what in "$@"; do
       run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --lora.rank="$rank" --lora.alpha=$((2 * rank)) --run.eval_every=0 ;;
     gsm8k-grpo-alone)  # GRPO from the base model, no SFT (question a)
       run gsm8k-grpo-alone configs/gsm8k_grpo.yaml --model.name=smollm2-135m-instruct --run.eval_every=0 ;;
+    gsm8k-orm-data)  # outcome reward model data (question b): 8 samples of 512 training problems from the SFT model, graded strictly
+      [ -f runs/gsm8k-orm-data/responses.jsonl ] && { echo "runs/gsm8k-orm-data: collected, skipped"; continue; }
+      $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --limit 512 --samples 8 \
+        --out runs/gsm8k-orm-data/responses.jsonl ;;
+    gsm8k-orm)  # the ORM: Bradley-Terry on (right, wrong) pairs of one problem, from the SFT model
+      [ -d runs/gsm8k-orm/final ] && { echo "runs/gsm8k-orm: finished, skipped"; continue; }
+      $T rm train --data runs/gsm8k-orm-data/responses.jsonl --model runs/gsm8k-sft --objective bradley_terry --out runs/gsm8k-orm ;;
+    gsm8k-grpo-orm)  # GRPO with the strict outcome reward plus the ORM's score
+      run gsm8k-grpo-orm configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 ;;
     gsm8k-ppo) run gsm8k-ppo configs/gsm8k_ppo.yaml --model.name=runs/gsm8k-sft ;;
     all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
            gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
     archive)
       for dir in runs/gsm8k-*/; do
         run_name=$(basename "$dir")
-        [ -d "$dir/final" ] || continue  # finished runs only
+        [ -d "$dir/final" ] && [ -d "$dir/eval" ] || continue  # finished training runs only (not the ORM's folders)
         to=docs/results/gsm8k/archive/$run_name
         mkdir -p "$to/eval"
         cp "$dir"/config.yaml "$dir"/summary.json "$dir"/metrics.jsonl "$to/"
