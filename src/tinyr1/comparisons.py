@@ -207,7 +207,7 @@ def significance(p: float) -> str:
     return f"not significant (p = {fmt_p(p)})"
 
 
-def fmt_difference(c: PairedComparison) -> str:
+def fmt_difference(c: PairedComparison | SeedComparison) -> str:
     """`+6.0 [+2.3, +9.7]`: B - A in points with its 95% paired bootstrap interval."""
     lo, hi = c.difference_ci95
     return f"{100 * c.difference:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
@@ -246,10 +246,8 @@ def seeds_section(pairs: list[tuple[str, str, SeedComparison, str]]) -> list[str
              "| A (runs) | B (runs) | n | A mean accuracy | B mean accuracy | B - A (points) | problems differing | p | grading |",
              "|" + " --- |" * 9]
     for a, b, c, grading in pairs:
-        lo, hi = c.difference_ci95
-        lines.append(_line([a, b, str(c.n), f"{c.accuracy_a:.1%}", f"{c.accuracy_b:.1%}",
-                            f"{100 * c.difference:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", str(c.differing),
-                            fmt_p(c.p_value), grading]))
+        lines.append(_line([a, b, str(c.n), f"{c.accuracy_a:.1%}", f"{c.accuracy_b:.1%}", fmt_difference(c),
+                            str(c.differing), fmt_p(c.p_value), grading]))
     return lines + [""]
 
 
