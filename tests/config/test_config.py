@@ -153,13 +153,20 @@ def test_every_packaged_config_validates():
         validate(load_config(TrainJob, CONFIGS_DIR / name))
 
 
-def test_the_gsm8k_recipe_stages_hold_out_the_same_problems():
+@pytest.mark.parametrize("recipe, style", [("gsm8k", "gsm8k"), ("math", "boxed")])
+def test_the_recipe_stages_hold_out_the_same_problems(recipe, style):
     # the held-out split is a function of the data section alone (tests/training/test_problems.py:
     # same section -> same split, whatever the filters on the training split); both stages must share it
     from tinyr1.config import TrainJob
     from tinyr1.config.load import CONFIGS_DIR
 
-    sft, grpo = (load_config(TrainJob, CONFIGS_DIR / f"gsm8k_{stage}.yaml") for stage in ("sft", "grpo"))
-    assert sft.data == grpo.data and sft.data.test_size == sft.run.eval_size == grpo.run.eval_size == 500
+    sft, grpo = (load_config(TrainJob, CONFIGS_DIR / f"{recipe}_{stage}.yaml") for stage in ("sft", "grpo"))
+    assert sft.data == grpo.data and sft.run.eval_size == grpo.run.eval_size == 500
+    assert sft.prompt == grpo.prompt and sft.prompt.style == style
     assert sft.grading.fallback is False and grpo.grading.fallback is False  # strict, the headline number
-    assert grpo.model.name == "runs/gsm8k-sft" and sft.lora.rank == 0
+    assert grpo.model.name == f"runs/{recipe}-sft" and sft.lora.rank == 0
+    # the two recipes differ in their data and answer style only
+    for stage, job in (("sft", sft), ("grpo", grpo)):
+        gsm8k = load_config(TrainJob, CONFIGS_DIR / f"gsm8k_{stage}.yaml")
+        assert (job.sft, job.grpo, job.optim, job.run, job.lora, job.sampling) == \
+            (gsm8k.sft, gsm8k.grpo, gsm8k.optim, gsm8k.run, gsm8k.lora, gsm8k.sampling)
