@@ -18,9 +18,10 @@ data=(--data.source=gsm8k:$GSM8K)
 read -r -a extra <<< "${RUN_ARGS:-}"
 process=(--reward.process=reference --grpo.advantage=process --run.eval_every=0)
 
-run() {  # run NAME ARGS...: tinyr1 train ARGS --run.name=NAME unless runs/NAME/final exists
+run() {  # run NAME ARGS...: tinyr1 train ARGS --run.name=NAME, or --resume runs/NAME
   local name=$1; shift
   if [ -d "runs/$name/final" ]; then echo "runs/$name: finished, skipped"; return; fi
+  if [ -f "runs/$name/config.yaml" ]; then $T train --resume "runs/$name"; return; fi
   $T train "$@" "${data[@]}" "${extra[@]}" --run.name="$name"
 }
 
