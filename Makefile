@@ -3,7 +3,7 @@
 #   make setup   create or update .venv/ and the embedded model (fast when already done)
 #   make demo    set up, then run the main job on the embedded model
 #   make test    set up with dev tools, then run the test suite
-#   make gsm8k   the GSM8K recipe: SFT then GRPO on the embedded model (about 3 hours on 2 cores)
+#   make gsm8k   the GSM8K recipe: SFT then GRPO on the embedded model (its stages: 42-105 min on 2 cores)
 #   make math    the same recipe on MATH levels 1-2
 #
 # torch: on a machine without CUDA the CPU build of torch is installed (never a multi-GB CUDA
