@@ -53,6 +53,24 @@ for what in "$@"; do
       $T rm train --data runs/gsm8k-orm-data/responses.jsonl --model runs/gsm8k-sft --objective bradley_terry --out runs/gsm8k-orm ;;
     gsm8k-grpo-orm)  # GRPO with the strict outcome reward plus the ORM's score
       run gsm8k-grpo-orm configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 ;;
+    gsm8k-prm-data)  # PRM step labels (question b): the ORM data's responses to the problems the SFT model solved at
+      # least once (the others' steps would all be labelled wrong), each step prefix continued 4 times by the SFT
+      # model (Math-Shepherd); `prm label` resumes after the responses already labelled
+      mkdir -p runs/gsm8k-prm-data
+      .venv/bin/python -c 'import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+solved = {r["problem_id"] for r in rows if r["label"]}
+with open(sys.argv[2], "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows if r["problem_id"] in solved)' \
+        runs/gsm8k-orm-data/responses.jsonl runs/gsm8k-prm-data/solutions.jsonl
+      $T prm label configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --input runs/gsm8k-prm-data/solutions.jsonl \
+        --completions 4 --out runs/gsm8k-prm-data/steps.jsonl ;;
+    gsm8k-prm)  # the PRM: P(step leads to the right answer) at each step's end, hard labels, from the SFT model
+      [ -d runs/gsm8k-prm/final ] && { echo "runs/gsm8k-prm: finished, skipped"; continue; }
+      $T prm train --data runs/gsm8k-prm-data/steps.jsonl --model runs/gsm8k-sft --out runs/gsm8k-prm ;;
+    gsm8k-grpo-prm)  # GRPO with per-step process advantages from the PRM (2 P(ok) - 1 a step) beside the strict outcome
+      run gsm8k-grpo-prm configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.process=prm:runs/gsm8k-prm \
+        --grpo.advantage=process --run.eval_every=0 ;;
     gsm8k-ppo) run gsm8k-ppo configs/gsm8k_ppo.yaml --model.name=runs/gsm8k-sft ;;
     all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
            gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
