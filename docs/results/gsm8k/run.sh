@@ -46,11 +46,24 @@ for what in "$@"; do
       run gsm8k-grpo-alone configs/gsm8k_grpo.yaml --model.name=smollm2-135m-instruct --run.eval_every=0 ;;
     gsm8k-orm-data)  # outcome reward model data (question b): 8 samples of 512 training problems from the SFT model, graded strictly
       [ -f runs/gsm8k-orm-data/responses.jsonl ] && { echo "runs/gsm8k-orm-data: collected, skipped"; continue; }
+      archived=docs/results/gsm8k/archive/gsm8k-orm-data/responses.jsonl.gz  # `archive` keeps the collected samples
+      if [ -f $archived ]; then  # (50 min on 2 slow cores): delete the archived file to collect again on this machine
+        mkdir -p runs/gsm8k-orm-data && gunzip -c $archived > runs/gsm8k-orm-data/responses.jsonl
+        echo "runs/gsm8k-orm-data: copied from $archived"; continue
+      fi
       $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --limit 512 --samples 8 \
         --out runs/gsm8k-orm-data/responses.jsonl ;;
     gsm8k-orm)  # the ORM: Bradley-Terry on (right, wrong) pairs of one problem, from the SFT model
       [ -d runs/gsm8k-orm/final ] && { echo "runs/gsm8k-orm: finished, skipped"; continue; }
-      $T rm train --data runs/gsm8k-orm-data/responses.jsonl --model runs/gsm8k-sft --objective bradley_terry --out runs/gsm8k-orm ;;
+      [ -f runs/gsm8k-orm/config.yaml ] && { $T rm train --resume runs/gsm8k-orm; continue; }
+      $T rm train --data runs/gsm8k-orm-data/responses.jsonl --model runs/gsm8k-sft --objective bradley_terry \
+        --optim.bf16=true --train.save_every=20 --out runs/gsm8k-orm ;;
+    gsm8k-orm-eval)  # the ORM on held-out problems: 8 samples of 128 of them from the SFT model, AUC and best-of-n
+      [ -f runs/gsm8k-orm/eval/summary.json ] && { echo "runs/gsm8k-orm/eval: done, skipped"; continue; }
+      [ -f runs/gsm8k-orm-data/heldout.jsonl ] ||
+        $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --split test --limit 128 --samples 8 \
+          --out runs/gsm8k-orm-data/heldout.jsonl
+      $T rm eval --model runs/gsm8k-orm --data runs/gsm8k-orm-data/heldout.jsonl ;;
     gsm8k-grpo-orm)  # GRPO with the strict outcome reward plus the ORM's score
       run gsm8k-grpo-orm configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 ;;
     gsm8k-prm-data)  # PRM step labels (question b): the ORM data's responses to the problems the SFT model solved at
@@ -75,6 +88,12 @@ with open(sys.argv[2], "w") as f:
     all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
            gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
     archive)
+      for f in runs/gsm8k-orm-data/responses.jsonl runs/gsm8k-orm-data/heldout.jsonl; do  # the reward models' samples
+        [ -f "$f" ] && mkdir -p docs/results/gsm8k/archive/gsm8k-orm-data && gzip -9nc "$f" > "docs/results/gsm8k/archive/gsm8k-orm-data/$(basename "$f").gz"
+      done
+      for f in runs/gsm8k-orm/summary.json runs/gsm8k-orm/metrics.jsonl runs/gsm8k-orm/eval/summary.json; do  # the ORM's training and held-out scores, not its weights
+        [ -f "$f" ] && mkdir -p "docs/results/gsm8k/archive/$(dirname "${f#runs/}")" && cp "$f" "docs/results/gsm8k/archive/${f#runs/}"
+      done
       for dir in runs/gsm8k-*/; do
         run_name=$(basename "$dir")
         [ -d "$dir/final" ] && [ -d "$dir/eval" ] || continue  # finished training runs only (not the ORM's folders)
