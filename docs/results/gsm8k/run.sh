@@ -96,7 +96,7 @@ with open(sys.argv[2], "w") as f:
       done
       for dir in runs/gsm8k-*/; do
         run_name=$(basename "$dir")
-        [ -d "$dir/final" ] && [ -d "$dir/eval" ] || continue  # finished training runs only (not the ORM's folders)
+        [ -d "$dir/final" ] && [ -f "$dir/eval/step-0.jsonl" ] || continue  # finished training runs only (not the ORM's)
         to=docs/results/gsm8k/archive/$run_name
         mkdir -p "$to/eval"
         cp "$dir"/config.yaml "$dir"/summary.json "$dir"/metrics.jsonl "$to/"
