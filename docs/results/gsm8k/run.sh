@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 T=.venv/bin/tinyr1
+A=docs/results/gsm8k/archive  # what `archive` writes
 GSM8K=${GSM8K:-../shared/data/GSM8K}
 data=(--data.source=gsm8k:$GSM8K)
 read -r -a extra <<< "${RUN_ARGS:-}"
@@ -46,10 +47,10 @@ for what in "$@"; do
       run gsm8k-grpo-alone configs/gsm8k_grpo.yaml --model.name=smollm2-135m-instruct --run.eval_every=0 ;;
     gsm8k-orm-data)  # outcome reward model data (question b): 8 samples of 512 training problems from the SFT model, graded strictly
       [ -f runs/gsm8k-orm-data/responses.jsonl ] && { echo "runs/gsm8k-orm-data: collected, skipped"; continue; }
-      archived=docs/results/gsm8k/archive/gsm8k-orm-data/responses.jsonl.gz  # `archive` keeps the collected samples
-      if [ -f $archived ]; then  # (50 min on 2 slow cores): delete the archived file to collect again on this machine
-        mkdir -p runs/gsm8k-orm-data && gunzip -c $archived > runs/gsm8k-orm-data/responses.jsonl
-        echo "runs/gsm8k-orm-data: copied from $archived"; continue
+      if [ -f $A/gsm8k-orm-data/responses.jsonl.gz ]; then  # the archived samples (50 min on 2 slow cores to collect):
+        mkdir -p runs/gsm8k-orm-data  # delete the archived file to collect again on this machine
+        gunzip -c $A/gsm8k-orm-data/responses.jsonl.gz > runs/gsm8k-orm-data/responses.jsonl
+        echo "runs/gsm8k-orm-data: copied from $A/gsm8k-orm-data/responses.jsonl.gz"; continue
       fi
       $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --limit 512 --samples 8 \
         --out runs/gsm8k-orm-data/responses.jsonl ;;
@@ -70,11 +71,10 @@ for what in "$@"; do
       # least once (the others' steps would all be labelled wrong), each step prefix continued 4 times by the SFT
       # model (Math-Shepherd); `prm label` resumes after the responses already labelled
       mkdir -p runs/gsm8k-prm-data
-      .venv/bin/python -c 'import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
+      .venv/bin/python -c 'import sys; from tinyr1.io import read_jsonl, write_jsonl
+rows = [row for _, row in read_jsonl(sys.argv[1])]
 solved = {r["problem_id"] for r in rows if r["label"]}
-with open(sys.argv[2], "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows if r["problem_id"] in solved)' \
+write_jsonl(sys.argv[2], [r for r in rows if r["problem_id"] in solved])' \
         runs/gsm8k-orm-data/responses.jsonl runs/gsm8k-prm-data/solutions.jsonl
       $T prm label configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --input runs/gsm8k-prm-data/solutions.jsonl \
         --completions 4 --out runs/gsm8k-prm-data/steps.jsonl ;;
@@ -88,16 +88,16 @@ with open(sys.argv[2], "w") as f:
     all) "$0" gsm8k-sft gsm8k-sft-seed1 gsm8k-grpo gsm8k-grpo-seed1 gsm8k-sft-200 gsm8k-sft200-grpo \
            gsm8k-grpo-process-seed0 gsm8k-grpo-process-seed1 gsm8k-grpo-process-seed2 gsm8k-ppo ;;
     archive)
-      for f in runs/gsm8k-orm-data/responses.jsonl runs/gsm8k-orm-data/heldout.jsonl; do  # the reward models' samples
-        [ -f "$f" ] && mkdir -p docs/results/gsm8k/archive/gsm8k-orm-data && gzip -9nc "$f" > "docs/results/gsm8k/archive/gsm8k-orm-data/$(basename "$f").gz"
+      for f in gsm8k-orm-data/responses.jsonl gsm8k-orm-data/heldout.jsonl; do  # the reward models' samples
+        [ -f "runs/$f" ] && mkdir -p "$A/$(dirname "$f")" && gzip -9nc "runs/$f" > "$A/$f.gz"
       done
-      for f in runs/gsm8k-orm/summary.json runs/gsm8k-orm/metrics.jsonl runs/gsm8k-orm/eval/summary.json; do  # the ORM's training and held-out scores, not its weights
-        [ -f "$f" ] && mkdir -p "docs/results/gsm8k/archive/$(dirname "${f#runs/}")" && cp "$f" "docs/results/gsm8k/archive/${f#runs/}"
+      for f in gsm8k-orm/summary.json gsm8k-orm/metrics.jsonl gsm8k-orm/eval/summary.json; do  # the ORM's scores, not its weights
+        [ -f "runs/$f" ] && mkdir -p "$A/$(dirname "$f")" && cp "runs/$f" "$A/$f"
       done
       for dir in runs/gsm8k-*/; do
         run_name=$(basename "$dir")
         [ -d "$dir/final" ] && [ -f "$dir/eval/step-0.jsonl" ] || continue  # finished training runs only (not the ORM's)
-        to=docs/results/gsm8k/archive/$run_name
+        to=$A/$run_name
         mkdir -p "$to/eval"
         cp "$dir"/config.yaml "$dir"/summary.json "$dir"/metrics.jsonl "$to/"
         for f in "$dir"/eval/step-*.jsonl; do gzip -9nc "$f" > "$to/eval/$(basename "$f").gz"; done
