@@ -103,6 +103,18 @@ def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def cut_partial_last_line(path: str | os.PathLike) -> None:
+    """Cut a JSON Lines file back to its last whole line (what a crash mid-append leaves); a
+    missing file is left alone. Files appended line by line call this before resuming."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def check_output_file(out: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (), what: str = "--out") -> Path:
     """`out` as a file to write, checked before any work: not a folder, and not one of `inputs`
     (writing there would destroy the input). Raises `UserError` naming the option."""

@@ -40,7 +40,9 @@ def test_rm_and_prm_commands_end_to_end(tiny_model_dir, files, capsys):
     assert main(["prm", "eval", f"--model={tmp / 'prm'}", f"--data={responses}", f"--steps={tmp / 'steps.jsonl'}"]) == 0
     summary = json.loads((tmp / "prm" / "eval" / "summary.json").read_text())
     assert {"step_auc", "step_f1_correct", "step_f1_wrong", "min_best_of_2", "product_best_of_2", "last_best_of_2"} <= summary.keys()
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
+    assert "rm collect: 100%" in captured.err and "scoring: 100%" in captured.err  # progress bars on the long commands
 
 
 @pytest.mark.parametrize("args, message", [

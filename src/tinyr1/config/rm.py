@@ -37,7 +37,10 @@ class CollectConfig:
     seed: int = 0
     """Seed of the sampling."""
     out: str = "runs/rm_data/responses.jsonl"
-    """JSONL file written (atomically): one line per response."""
+    """JSONL file written, one line per response, appended a batch of problems at a time; an
+    interrupted run resumes when rerun with the same settings (state in `<out>.resume.json`)."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
 @dataclass
@@ -116,6 +119,8 @@ class RMEvalConfig:
     """Sequences scored together."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to run the reward model."""
+    progress: bool = True
+    """Show a progress bar while scoring."""
 
 
 @dataclass

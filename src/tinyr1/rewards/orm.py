@@ -29,13 +29,15 @@ from tinyr1.types import Problem
 class OutcomeRewardModel:
     """`(problems, responses) -> list[float]`: P(correct) per response from a saved ORM."""
 
-    def __init__(self, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, key: str | None = None):
+    def __init__(self, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, key: str | None = None,
+                 progress: bool = False):
         self.model, self.tokenizer, self.meta = load_scorer(path, "orm", device=device, dtype=dtype, key=key)
         self.batch_size = batch_size
+        self.progress = progress  # a bar while scoring (`rm eval`, `prm eval`); off inside training
 
     def logits(self, prompts: list[str], responses: list[str]) -> list[float]:
         """The raw score (log-odds of correct) of each response to its prompt."""
-        scores = score_pieces(self.model, self.tokenizer, prompts, [[r] for r in responses], self.batch_size)
+        scores = score_pieces(self.model, self.tokenizer, prompts, [[r] for r in responses], self.batch_size, self.progress)
         return [s[0] for s in scores]
 
     def __call__(self, problems: list[Problem], responses: list[str], **_: object) -> list[float]:

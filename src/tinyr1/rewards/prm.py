@@ -29,13 +29,15 @@ from tinyr1.types import Problem
 class ProcessRewardModel:
     """`(problems, responses, mode=...) -> list[list[float]]`: `2 P(step ok) - 1` per step."""
 
-    def __init__(self, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, key: str | None = None):
+    def __init__(self, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 16, key: str | None = None,
+                 progress: bool = False):
         self.model, self.tokenizer, self.meta = load_scorer(path, "prm", device=device, dtype=dtype, key=key)
         self.batch_size = batch_size
+        self.progress = progress  # a bar while scoring (`rm eval`, `prm eval`); off inside training
 
     def probabilities(self, prompts: list[str], steps: list[list[str]]) -> list[list[float]]:
         """P(step ok) at each step of each solution; steps given as strings."""
-        logits = score_pieces(self.model, self.tokenizer, prompts, steps, self.batch_size)
+        logits = score_pieces(self.model, self.tokenizer, prompts, steps, self.batch_size, self.progress)
         return [torch.sigmoid(torch.tensor(row, dtype=torch.float32)).tolist() for row in logits]
 
     def __call__(self, problems: list[Problem], responses: list[str], *, mode: str = "lines", **_: object) -> list[list[float]]:

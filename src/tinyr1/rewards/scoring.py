@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 PROMPT_SEPARATOR = "\n\n"
 STEP_SEPARATOR = "\n"
@@ -74,21 +75,25 @@ def token_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, b
 
 
 @torch.no_grad()
-def score_pieces(model, tokenizer, prompts: Sequence[str], pieces: Sequence[Sequence[str]], batch_size: int = 16) -> list[list[float]]:
+def score_pieces(model, tokenizer, prompts: Sequence[str], pieces: Sequence[Sequence[str]], batch_size: int = 16,
+                 progress: bool = False) -> list[list[float]]:
     """Logit at the end of every piece: N prompts with S_i pieces each -> N lists of S_i floats.
 
     Rows are batched by length (less padding); no truncation. A row without pieces gives [].
+    `progress`: a bar counting the rows scored (`rm eval` on a thousand responses takes minutes).
     """
     encoded = [encode(tokenizer, p, s) for p, s in zip(prompts, pieces, strict=True)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     out: list[list[float]] = [[] for _ in encoded]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    bar = tqdm(total=len(order), desc="scoring", unit="response", disable=not progress)
     for start in range(0, len(order), batch_size):
         batch = [i for i in order[start : start + batch_size] if encoded[i][1]]
-        if not batch:
-            continue
-        input_ids, attention, _ = collate([encoded[i] for i in batch], pad)
-        logits = token_logits(model, input_ids, attention).cpu()
-        for row, i in enumerate(batch):
-            out[i] = [float(logits[row, e]) for e in encoded[i][1]]
+        if batch:
+            input_ids, attention, _ = collate([encoded[i] for i in batch], pad)
+            logits = token_logits(model, input_ids, attention).cpu()
+            for row, i in enumerate(batch):
+                out[i] = [float(logits[row, e]) for e in encoded[i][1]]
+        bar.update(len(order[start : start + batch_size]))
+    bar.close()
     return out

@@ -61,7 +61,8 @@ def eval_orm(job: RMEvalJob) -> dict:
     if not e.data:
         raise UserError("rm eval needs eval.data (--data): held-out responses from `tinyr1 rm collect --split test`")
     rows = read_responses(e.data)  # checked before the model loads
-    orm = OutcomeRewardModel(e.reward_model, device=e.device, batch_size=e.batch_size, key="eval.reward_model")
+    orm = OutcomeRewardModel(e.reward_model, device=e.device, batch_size=e.batch_size, key="eval.reward_model",
+                             progress=e.progress)
     scores = orm([Problem(str(i), r["prompt"], "") for i, r in enumerate(rows)], [r["completion"] for r in rows])
     summary = {"reward_model": e.reward_model, "data": e.data, "responses": len(rows), "problems": len(_groups(rows, scores)),
                "auc": roc_auc(scores, [r["label"] for r in rows]), **_selection(_groups(rows, scores))}
@@ -90,7 +91,8 @@ def eval_prm(job: RMEvalJob) -> dict:
     rows = read_responses(e.data) if e.data else []  # files checked before the model loads
     if e.steps:
         read_stepwise(e.steps)
-    prm = ProcessRewardModel(e.reward_model, device=e.device, batch_size=e.batch_size, key="eval.reward_model")
+    prm = ProcessRewardModel(e.reward_model, device=e.device, batch_size=e.batch_size, key="eval.reward_model",
+                             progress=e.progress)
     summary: dict = {"reward_model": e.reward_model, "data": e.data, "steps_file": e.steps}
     if e.steps:
         summary |= _step_metrics(prm, e.steps, e.threshold)

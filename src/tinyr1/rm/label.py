@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from tinyr1.config import PRMLabelJob
 from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
-from tinyr1.io import read_jsonl
+from tinyr1.io import cut_partial_last_line, read_jsonl
 from tinyr1.rewards.answers import grade_many
 from tinyr1.rewards.steps import split_steps
 from tinyr1.rollout.collect import sampling_params
@@ -60,10 +60,7 @@ def done_ids(path: Path) -> set[str]:
     """Ids already labelled in `path`; a partial last line (a crash mid-write) is cut off first."""
     if not path.is_file():
         return set()
-    with path.open("rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+    cut_partial_last_line(path)
     return {row["id"] for _, row in read_jsonl(path) if "id" in row}
 
 
