@@ -46,12 +46,12 @@ for what in "$@"; do
     gsm8k-grpo-alone)  # GRPO from the base model, no SFT (question a)
       run gsm8k-grpo-alone configs/gsm8k_grpo.yaml --model.name=smollm2-135m-instruct --run.eval_every=0 ;;
     gsm8k-orm-data)  # outcome reward model data (question b): 8 samples of 512 training problems from the SFT model, graded strictly
-      [ -f runs/gsm8k-orm-data/responses.jsonl ] && { echo "runs/gsm8k-orm-data: collected, skipped"; continue; }
-      if [ -f $A/gsm8k-orm-data/responses.jsonl.gz ]; then  # the archived samples (50 min on 2 slow cores to collect):
-        mkdir -p runs/gsm8k-orm-data  # delete the archived file to collect again on this machine
+      # the archived samples (50 min on 2 slow cores to collect); delete the archived file to collect again here
+      if [ ! -f runs/gsm8k-orm-data/responses.jsonl ] && [ -f $A/gsm8k-orm-data/responses.jsonl.gz ]; then
+        mkdir -p runs/gsm8k-orm-data
         gunzip -c $A/gsm8k-orm-data/responses.jsonl.gz > runs/gsm8k-orm-data/responses.jsonl
         echo "runs/gsm8k-orm-data: copied from $A/gsm8k-orm-data/responses.jsonl.gz"; continue
-      fi
+      fi  # rm collect resumes an interrupted collection, and reports a finished one without sampling again
       $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --limit 512 --samples 8 \
         --out runs/gsm8k-orm-data/responses.jsonl ;;
     gsm8k-orm)  # the ORM: Bradley-Terry on (right, wrong) pairs of one problem, from the SFT model
@@ -61,9 +61,8 @@ for what in "$@"; do
         --optim.bf16=true --train.save_every=20 --out runs/gsm8k-orm ;;
     gsm8k-orm-eval)  # the ORM on held-out problems: 8 samples of 128 of them from the SFT model, AUC and best-of-n
       [ -f runs/gsm8k-orm/eval/summary.json ] && { echo "runs/gsm8k-orm/eval: done, skipped"; continue; }
-      [ -f runs/gsm8k-orm-data/heldout.jsonl ] ||
-        $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --split test --limit 128 --samples 8 \
-          --out runs/gsm8k-orm-data/heldout.jsonl
+      $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --split test --limit 128 --samples 8 \
+        --out runs/gsm8k-orm-data/heldout.jsonl  # resumes, or reports the finished file
       $T rm eval --model runs/gsm8k-orm --data runs/gsm8k-orm-data/heldout.jsonl ;;
     gsm8k-grpo-orm)  # GRPO with the strict outcome reward plus the ORM's score
       run gsm8k-grpo-orm configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 ;;
