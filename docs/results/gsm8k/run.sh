@@ -64,8 +64,10 @@ for what in "$@"; do
       $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --split test --limit 128 --samples 8 \
         --out runs/gsm8k-orm-data/heldout.jsonl  # resumes, or reports the finished file
       $T rm eval --model runs/gsm8k-orm --data runs/gsm8k-orm-data/heldout.jsonl ;;
-    gsm8k-grpo-orm)  # GRPO with the strict outcome reward plus the ORM's score
-      run gsm8k-grpo-orm configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 ;;
+    gsm8k-grpo-orm|gsm8k-grpo-orm-seed1)  # GRPO with the strict outcome reward plus the ORM's score
+      seed=0; [ "$what" = gsm8k-grpo-orm-seed1 ] && seed=1
+      run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 \
+        --run.seed=$seed ;;
     gsm8k-prm-data)  # PRM step labels (question b): the ORM data's responses to the problems the SFT model solved at
       # least once (the others' steps would all be labelled wrong), each step prefix continued 4 times by the SFT
       # model (Math-Shepherd); `prm label` resumes after the responses already labelled
