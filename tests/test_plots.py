@@ -107,3 +107,18 @@ def test_importing_plots_loads_neither_torch_nor_matplotlib():
     code = "import sys, tinyr1.plots; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_more_runs_than_colours_still_draw_alike_runs_apart(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    drawn, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: drawn.append(fig) or save(fig, *a, **k))
+    rows = read_metrics(_synthetic_run(tmp_path / "long", steps=120, eval_every=40) / "metrics.jsonl")
+    for n in (3, 12):  # 12 runs: more than matplotlib's 10 colours; the curves are smoothed (raw + mean)
+        plot_curves({f"run{i}": rows for i in range(n)}, "reward/total", path=tmp_path / f"{n}.png", title="reward")
+        lines = drawn[-1].axes[0].get_legend().get_lines()
+        styles = [(line.get_color(), line.get_linestyle()) for line in lines]
+        assert len(styles) == n and len(set(styles)) == n  # no two runs look alike
+        assert [s for _, s in styles[:10]] == ["-"] * min(n, 10)  # up to 10 runs: solid, as before
+    assert styles[10:] == [(styles[0][0], "--"), (styles[1][0], "--")]  # then the colours again, dashed

@@ -203,6 +203,7 @@ def _draw(path: Path, lines: list[_Line], title: str, x: str, ylabel: str,
     # One smoothing window per figure, so every smoothed curve on it means the same thing.
     longest = max((len(line.data.x) for line in lines if not line.markers), default=0)
     window = max(5, longest // 25) if longest > SMOOTH_ABOVE else 0
+    _enough_styles(ax, len(lines))
     for line in lines:
         _draw_line(ax, line, scale, window)
     ax.set_title(title)
@@ -220,6 +221,17 @@ def _draw(path: Path, lines: list[_Line], title: str, x: str, ylabel: str,
     return path
 
 
+def _enough_styles(ax, n: int) -> None:
+    """More curves than colours (matplotlib's 10): the colours again dashed, then dotted, so that no
+    two runs of a report look alike. Ten curves or fewer keep the default cycle."""
+    from cycler import cycler
+    from matplotlib import rcParams
+
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    if n > len(colors):
+        ax.set_prop_cycle(cycler(linestyle=["-", "--", ":"]) * cycler(color=colors))
+
+
 def _draw_line(ax, line: _Line, scale: float, window: int) -> None:
     """Plot one curve; with `window`, faint raw points and their moving average in the same colour."""
     xs = [v / scale for v in line.data.x]
@@ -229,7 +241,7 @@ def _draw_line(ax, line: _Line, scale: float, window: int) -> None:
         style.update(marker="o", markersize=4)
     if window and not line.markers:
         (raw,) = ax.plot(xs, ys, linewidth=0.8, alpha=0.3)
-        ax.plot(xs, moving_average(ys, window), color=raw.get_color(), label=line.label, **style)
+        ax.plot(xs, moving_average(ys, window), color=raw.get_color(), linestyle=raw.get_linestyle(), label=line.label, **style)
         return
     (drawn,) = ax.plot(xs, ys, label=line.label, **style)
     if line.data.low is not None:
