@@ -97,3 +97,9 @@ def test_a_resume_with_other_settings_or_over_another_file_is_refused(tiny_model
     with pytest.raises(UserError, match=r"other\.jsonl: already holds 1 responses that are not 2 to each of these 7 problems"):
         rm_collect.collect(_job(tiny_model_dir, problems_file, other))
     assert json.loads(other.read_text())["id"] == "x#0"
+
+
+def test_no_problems_to_sample_is_one_clear_error(tiny_model_dir, problems_file, tmp_path):
+    with pytest.raises(UserError, match=r"no problems in the test split to sample"):
+        rm_collect.collect(_job(tiny_model_dir, problems_file, tmp_path / "c.jsonl", split="test", limit=0))
+    assert not (tmp_path / "c.jsonl").exists()
