@@ -103,6 +103,15 @@ def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def append_jsonl_synced(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Append rows as whole lines in one write, flushed to disk before returning: what a resumable
+    writer (`rm collect`, `prm label`) records as done is on disk when it says so."""
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def cut_partial_last_line(path: str | os.PathLike) -> None:
     """Cut a JSON Lines file back to its last whole line (what a crash mid-append leaves); a
     missing file is left alone. Files appended line by line call this before resuming."""

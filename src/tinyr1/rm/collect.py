@@ -33,7 +33,7 @@ from tinyr1.data import load_problems
 from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
 from tinyr1.evaluation import pass_at_k
-from tinyr1.io import cut_partial_last_line, read_jsonl, write_json_atomic
+from tinyr1.io import append_jsonl_synced, cut_partial_last_line, read_jsonl, write_json_atomic
 from tinyr1.rewards.answers import grade_many
 from tinyr1.rollout.collect import generate, sampling_params
 from tinyr1.rollout.policy_copy import load_sampler
@@ -117,10 +117,7 @@ def collect(job: RMCollectJob) -> dict:
             rows = [{"id": f"{p.id}#{i % k}", "problem_id": p.id, "prompt": p.question, "completion": text, "answer": p.answer,
                      "extracted": g.extracted, "label": g.correct, "finished": not bool(rollout.truncated[i]), "tokens": lengths[i]}
                     for i, (p, text, g) in enumerate(zip(rollout.problems, rollout.texts, grades))]
-            with out.open("a", encoding="utf-8") as f:  # whole lines, one write, flushed to disk before the state says so
-                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl_synced(out, rows)  # on disk before the state says so
             written += len(rows)
             done += 1
             _save_state(job, done, written)

@@ -15,8 +15,6 @@ the same batch), the labels of a resumed run equal those of an uninterrupted one
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
@@ -25,7 +23,7 @@ from tqdm.auto import tqdm
 from tinyr1.config import PRMLabelJob
 from tinyr1.data.prompts import render_prompt
 from tinyr1.errors import UserError
-from tinyr1.io import cut_partial_last_line, read_jsonl
+from tinyr1.io import append_jsonl_synced, cut_partial_last_line, read_jsonl
 from tinyr1.rewards.answers import grade_many
 from tinyr1.rewards.steps import split_steps
 from tinyr1.rollout.collect import sampling_params
@@ -113,10 +111,7 @@ def label(job: PRMLabelJob) -> dict:
         for c, chunk in todo:
             torch.manual_seed(lb.seed + c)  # chunk c always samples alike: a resumed run gives the same labels
             lines = [line for line in label_chunk(model, tokenizer, chunk, job) if line["id"] not in done]
-            with out.open("a", encoding="utf-8") as f:  # whole lines, one write, then flushed to disk
-                f.write("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl_synced(out, lines)
             written += len(lines)
             bar.update(sum(s["id"] not in done for s in chunk))
         bar.close()
