@@ -40,9 +40,10 @@ for what in "$@"; do
       run gsm8k-grpo-120 configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --run.steps=120 --run.eval_every=40 ;;
     gsm8k-grpo-full)  # full fine-tuning instead of LoRA r32 (question c); lr set before any result
       run gsm8k-grpo-full configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --lora.rank=0 --optim.lr=1e-5 --run.eval_every=0 ;;
-    gsm8k-grpo-r8|gsm8k-grpo-r128)  # LoRA rank (question c): alpha = 2 x rank, as r32's 64
-      rank=${what#gsm8k-grpo-r}
-      run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --lora.rank="$rank" --lora.alpha=$((2 * rank)) --run.eval_every=0 ;;
+    gsm8k-grpo-r8|gsm8k-grpo-r128|gsm8k-grpo-r8-seed1|gsm8k-grpo-r128-seed1)  # LoRA rank (question c): alpha = 2 x rank, as r32's 64
+      rank=${what#gsm8k-grpo-r}; rank=${rank%-seed1}; seed=0; [ "$what" != "${what%-seed1}" ] && seed=1
+      run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --lora.rank="$rank" --lora.alpha=$((2 * rank)) --run.eval_every=0 \
+        --run.seed=$seed ;;
     gsm8k-grpo-alone)  # GRPO from the base model, no SFT (question a)
       run gsm8k-grpo-alone configs/gsm8k_grpo.yaml --model.name=smollm2-135m-instruct --run.eval_every=0 ;;
     gsm8k-orm-data)  # outcome reward model data (question b): 8 samples of 512 training problems from the SFT model, graded strictly
