@@ -224,12 +224,11 @@ def _draw(path: Path, lines: list[_Line], title: str, x: str, ylabel: str,
 def _enough_styles(ax, n: int) -> None:
     """More curves than colours (matplotlib's 10): the colours again dashed, then dotted, so that no
     two runs of a report look alike. Ten curves or fewer keep the default cycle."""
-    from cycler import cycler
     from matplotlib import rcParams
 
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
     if n > len(colors):
-        ax.set_prop_cycle(cycler(linestyle=["-", "--", ":"]) * cycler(color=colors))
+        ax.set_prop_cycle(color=colors * 3, linestyle=[style for style in ("-", "--", ":") for _ in colors])
 
 
 def _draw_line(ax, line: _Line, scale: float, window: int) -> None:
