@@ -66,7 +66,7 @@ for what in "$@"; do
         --out runs/gsm8k-orm-data/heldout.jsonl  # resumes, or reports the finished file
       $T rm eval --model runs/gsm8k-orm --data runs/gsm8k-orm-data/heldout.jsonl ;;
     gsm8k-grpo-orm|gsm8k-grpo-orm-seed1)  # GRPO with the strict outcome reward plus the ORM's score
-      seed=0; [ "$what" = gsm8k-grpo-orm-seed1 ] && seed=1
+      seed=0; [ "$what" != "${what%-seed1}" ] && seed=1
       run "$what" configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft --reward.weights.orm:runs/gsm8k-orm=0.5 --run.eval_every=0 \
         --run.seed=$seed ;;
     gsm8k-prm-data)  # PRM step labels (question b): the ORM data's responses to the problems the SFT model solved at

@@ -106,7 +106,7 @@ def collect(job: RMCollectJob) -> dict:
         model, tokenizer = load_sampler(job.model, job.sampling)
         out.parent.mkdir(parents=True, exist_ok=True)
         written = done * per_chunk * k
-        bar = tqdm(total=len(problems), initial=min(done * per_chunk, len(problems)), desc="rm collect", unit="problem",
+        bar = tqdm(total=len(problems), initial=done * per_chunk, desc="rm collect", unit="problem",
                    disable=not c.progress)
         for chunk in chunks[done:]:
             prompts = [render_prompt(p, job.prompt, tokenizer, shots) for p in chunk]
