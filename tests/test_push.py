@@ -213,3 +213,15 @@ def test_bad_repo_id_and_a_non_empty_to_dir_are_refused(tmp_path, tiny_model_dir
     (tmp_path / "busy" / "x").write_text("")
     with pytest.raises(UserError, match=r"--to-dir .*busy: exists and is not an empty folder"):
         push.main([str(run), "me/x", "--to-dir", str(tmp_path / "busy")])
+
+
+def test_a_run_trained_without_an_evaluation_before_gets_a_card_with_the_after_row_only(tmp_path, tiny_model_dir):
+    after_only = {k: v for k, v in SUMMARY.items() if k != "eval_before"}
+    run = _run_folder(tmp_path, str(tiny_model_dir), rank=0, final_from=tiny_model_dir, summary=after_only)
+    with pytest.raises(UserError, match=r"summary\.json: key 'eval_before' is missing"):  # a run that should have one
+        push.read_run(run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["run"]["eval_before"] = False
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    table = push.results_table(push.read_run(run).summary)
+    assert table[2:] == ["| after training | 46.5% | 39.7% - 53.4% | 200 |"]

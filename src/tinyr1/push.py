@@ -83,12 +83,14 @@ def read_run(run_dir: str | Path) -> Run:
     if not path.is_dir():
         raise UserError(f"{path}: no such run folder (expected a folder written by `tinyr1 train`)")
     summary = _read_mapping(path / "summary.json", "the run's results, written when `tinyr1 train` finishes")
+    config = _read_mapping(path / "config.yaml", "the run's resolved config, written by `tinyr1 train`")
     for key in ("eval_before", "eval_after"):
         record = summary.get(key)
+        if key == "eval_before" and record is None and get_dotted(config, "run.eval_before", True) is False:
+            continue  # trained with run.eval_before: false: there is no evaluation before training to report
         if not isinstance(record, dict) or not {"accuracy", "accuracy_ci95", "n"} <= set(record):
             raise UserError(f"{path / 'summary.json'}: key '{key}' is missing or lacks accuracy, accuracy_ci95, n; "
                             "has the run finished?")
-    config = _read_mapping(path / "config.yaml", "the run's resolved config, written by `tinyr1 train`")
     final = path / "final"
     if not final.is_dir():
         raise UserError(f"{final}: not found; push uploads the model `tinyr1 train` saves there when a run "
@@ -164,6 +166,8 @@ def results_table(summary: dict[str, Any]) -> list[str]:
     """Markdown rows: held-out accuracy before and after training, 95% interval, n."""
     rows = ["| | accuracy | 95% interval | n |", "|---|---|---|---|"]
     for label, key in (("before training", "eval_before"), ("after training", "eval_after")):
+        if key not in summary:
+            continue  # run.eval_before: false
         r = summary[key]
         lo, hi = r["accuracy_ci95"]
         rows.append(f"| {label} | {_percent(r['accuracy'])} | {_percent(lo)} - {_percent(hi)} | {r['n']} |")

@@ -147,3 +147,15 @@ def test_a_200000_character_question_is_refused_with_one_line_not_run(tiny_model
     assert code == 2 and len(err) == 1 and "problem 'gsm8k/test/4': its prompt is" in err[0]
     assert "exceeds the model's 2,048 positions" in err[0]
     assert time.monotonic() - t0 < 120 and not (tmp_path / "out").exists()
+
+
+def test_the_closing_line_names_before_and_after_or_says_there_was_no_before():
+    from tinyr1.cli.train import result_line
+
+    after = {"accuracy": 0.465, "accuracy_ci95": [0.3971, 0.5342], "n": 200}
+    before = {"accuracy": 0.27, "accuracy_ci95": [0.2134, 0.3349], "n": 200}
+    assert result_line({"eval_before": before, "eval_after": after, "wall_time_s": 90.0}, "runs/x") == (
+        "held-out accuracy 27.0% [21.3%, 33.5%] -> 46.5% [39.7%, 53.4%] (n=200), 1.5 min; wrote runs/x/summary.json")
+    assert result_line({"eval_after": after, "wall_time_s": 90.0}, "runs/x") == (
+        "held-out accuracy (not evaluated before training: run.eval_before=false) 46.5% [39.7%, 53.4%] (n=200), 1.5 min; "
+        "wrote runs/x/summary.json")

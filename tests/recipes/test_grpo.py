@@ -69,6 +69,22 @@ def test_two_steps_train_every_parameter_and_write_the_run(tiny_job, lora_rank):
     assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"reward.png", "accuracy.png", "response_length.png"}
 
 
+def test_eval_before_false_skips_step_0_and_trains_the_same_weights(tiny_job):
+    full_job = tiny_job(run__name="with")
+    train(full_job, new_run_dir(full_job))
+    job = tiny_job(run__name="without", run__eval_before=False)
+    run_dir = new_run_dir(job)
+    summary = train(job, run_dir)
+    assert "eval_before" not in summary and summary["eval_after"]["rows_file"] == "eval/step-2.jsonl"
+    assert json.loads((run_dir / "summary.json").read_text()).keys() == summary.keys()
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2]
+    assert sorted(p.name for p in (run_dir / "eval").iterdir()) == ["step-2.jsonl"]
+    # the evaluation draws no random numbers: the weights are those of the run that evaluated first
+    with_eval, without = _final_weights(Path(full_job.run.output_dir) / "with"), _final_weights(run_dir)
+    assert with_eval.keys() == without.keys() and all(torch.equal(with_eval[k], without[k]) for k in with_eval)
+
+
 def test_resume_after_step_two_matches_an_uninterrupted_run(tiny_job, tmp_path):
     full_job = tiny_job(run__steps=4, run__name="full", run__save_every=2)
     full = new_run_dir(full_job)

@@ -8,6 +8,9 @@
 # without the model. `tinyr1 report` reads such a folder like the run it was, so runs of several
 # sessions can be compared and paired after runs/ is gone.
 # Extra `tinyr1 train` flags for every run named: RUN_ARGS='--run.eval_every=0' bash run.sh NAME.
+# When only a run's model is needed (to start another from, its evaluations being archived),
+# RUN_ARGS='--run.eval_before=false' skips the evaluation before training (for gsm8k-sft, the base
+# model's: 10-30 min on 2 cores); `archive` skips a run without one.
 #
 # The numbers depend on the CPU (float reductions differ): the README names the machine of each.
 set -euo pipefail

@@ -78,10 +78,17 @@ def main(args: list[str]) -> int:
     if dry_run:
         say(f"dry run ok: config valid, data and rewards load, one {job.algorithm} step ran on a tiny stand-in model")
         return 0
-    b, a = summary["eval_before"], summary["eval_after"]
-    say(
-        f"held-out accuracy {b['accuracy']:.1%} [{b['accuracy_ci95'][0]:.1%}, {b['accuracy_ci95'][1]:.1%}] -> "
-        f"{a['accuracy']:.1%} [{a['accuracy_ci95'][0]:.1%}, {a['accuracy_ci95'][1]:.1%}] (n={a['n']}), "
-        f"{summary['wall_time_s'] / 60:.1f} min; wrote {run_dir}/summary.json"
-    )
+    say(result_line(summary, run_dir))
     return 0
+
+
+def result_line(summary: dict, run_dir) -> str:
+    """The line a finished run ends with: held-out accuracy before -> after, wall time."""
+    b, a = summary.get("eval_before"), summary["eval_after"]  # no eval_before: run.eval_before was false
+
+    def accuracy(r: dict) -> str:
+        return f"{r['accuracy']:.1%} [{r['accuracy_ci95'][0]:.1%}, {r['accuracy_ci95'][1]:.1%}]"
+
+    before = f"{accuracy(b)} -> " if b else "(not evaluated before training: run.eval_before=false) "
+    return (f"held-out accuracy {before}{accuracy(a)} (n={a['n']}), {summary['wall_time_s'] / 60:.1f} min; "
+            f"wrote {run_dir}/summary.json")

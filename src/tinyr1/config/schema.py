@@ -164,6 +164,11 @@ class RunConfig:
     """Optimizer steps to train for."""
     eval_every: int = 10
     """Held-out evaluation every K steps, besides before and after training (0 = only those two)."""
+    eval_before: bool = True
+    """Evaluate the start model before training (step 0). `false` skips it when its numbers are
+    known already (a chained run's start model, evaluated by the run that trained it): the run
+    then has no before -> after test of its own, and `tinyr1 report` pairs its final evaluation
+XX
     eval_size: int = 200
     """Held-out problems per evaluation (the first N of the test split, never used for training)."""
     save_every: int = 0

@@ -112,6 +112,7 @@ class Settings:
     seed: int  # seed of sampling and initialisation (each process adds its rank)
     save_every: int = 0  # checkpoint every K steps (0 = none)
     eval_every: int = 0  # evaluate every K steps besides before and after (0 = only those), when there is an evaluation
+    eval_before: bool = True  # evaluate the start model (step 0) too
     progress: bool = True  # show a progress bar (rank 0)
     report_to: list[str] = field(default_factory=list)  # experiment trackers mirroring metrics.jsonl
     project: str | None = None  # their project name
@@ -171,7 +172,7 @@ class Run:
         self.logger = MetricsLogger(run_dir, enabled=D.is_main(), elapsed_offset=elapsed, report_to=settings.report_to,
                                     project=settings.project)
         self.t0 = time.perf_counter() - elapsed
-        if not resume and evaluate is not None:
+        if not resume and evaluate is not None and settings.eval_before:
             before = evaluate(0)
             self.logger.log(before, step=0)
             self.summary = {"eval_before": eval_record(before, 0)}
@@ -260,9 +261,11 @@ class Run:
 
 def policy_run(job: TrainJob, run_dir: Path, resume: bool, state: State, data: Problems, sampler) -> Run:
     """The Run of an SFT / GRPO / PPO job: held-out greedy accuracy (on the sampling copy) before
-    training, every `run.eval_every` steps and after, each evaluation's rows in `eval/step-<k>.jsonl`."""
+    training (unless `run.eval_before` is false), every `run.eval_every` steps and after, each
+    evaluation's rows in `eval/step-<k>.jsonl`."""
     r = job.run
-    settings = Settings(steps=r.steps, seed=r.seed, save_every=r.save_every, eval_every=r.eval_every, progress=r.progress,
+    settings = Settings(steps=r.steps, seed=r.seed, save_every=r.save_every, eval_every=r.eval_every,
+                        eval_before=r.eval_before, progress=r.progress,
                         report_to=r.report_to, project=r.project, desc=job.algorithm)
 
     def evaluate(step: int) -> dict[str, float]:
