@@ -168,7 +168,8 @@ class RunConfig:
     """Evaluate the start model before training (step 0). `false` skips it when its numbers are
     known already (a chained run's start model, evaluated by the run that trained it): the run
     then has no before -> after test of its own, and `tinyr1 report` pairs its final evaluation
-XX
+    with the other runs' only. (The base model's evaluation at the start of GSM8K SFT, 500
+    problems, takes 10-30 min on 2 cores.)"""
     eval_size: int = 200
     """Held-out problems per evaluation (the first N of the test split, never used for training)."""
     save_every: int = 0
