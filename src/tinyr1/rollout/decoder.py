@@ -72,8 +72,15 @@ def unsupported_reason(model) -> str | None:
 
 
 def _prepacked_cpu(dtype: torch.dtype, device: torch.device) -> bool:
+    """oneDNN's prepacked bf16 linears, where this CPU runs them (AVX-512 BW/VL/DQ or AVX-NE-CONVERT;
+    without them `_reorder_linear_weight` raises, and F.linear is used)."""
     return (device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and _mkldnn_bf16())
+
+
+def _mkldnn_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else True
 
 
 class _Linears:
