@@ -79,13 +79,14 @@ TRL_SETTINGS = {
 def bench_job(cfg: dict):
     """The quickstart job with the benchmark's batch shape and response length."""
     from tinyr1.config import TrainJob, load_config
+    from tinyr1.training.precision import resolve_bf16
 
     overrides = {
         "grpo": {"batch_size": cfg["prompts"] * cfg["samples"], "group_size": cfg["samples"], "num_iterations": 1, "beta": 0.0},
         "sampling": {"max_new_tokens": cfg["max_new_tokens"]},
         "run": {"seed": cfg["seed"], "progress": False},
     }
-    return load_config(TrainJob, ROOT / "configs" / "quickstart.yaml", overrides)
+    return resolve_bf16(load_config(TrainJob, ROOT / "configs" / "quickstart.yaml", overrides))  # optim.bf16: auto -> a bool
 
 
 def load_data(job):

@@ -62,7 +62,7 @@ for what in "$@"; do
       [ -d runs/gsm8k-orm/final ] && { echo "runs/gsm8k-orm: finished, skipped"; continue; }
       [ -f runs/gsm8k-orm/config.yaml ] && { $T rm train --resume runs/gsm8k-orm; continue; }
       $T rm train --data runs/gsm8k-orm-data/responses.jsonl --model runs/gsm8k-sft --objective bradley_terry \
-        --optim.bf16=true --train.save_every=20 --out runs/gsm8k-orm ;;
+        --optim.bf16=auto --train.save_every=20 --out runs/gsm8k-orm ;;
     gsm8k-orm-eval)  # the ORM on held-out problems: 8 samples of 128 of them from the SFT model, AUC and best-of-n
       [ -f runs/gsm8k-orm/eval/summary.json ] && { echo "runs/gsm8k-orm/eval: done, skipped"; continue; }
       $T rm collect configs/gsm8k_grpo.yaml --model.name=runs/gsm8k-sft "${data[@]}" --split test --limit 128 --samples 8 \

@@ -218,9 +218,12 @@ class OptimConfig:
     Bradley-Terry reward models take pairs, two sequences each."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, ~30% more compute)."""
-    bf16: bool = False
-    """bfloat16 autocast in the update (weights and optimizer stay float32). Helps on GPUs and bf16 CPUs.
-    With LoRA the frozen base weights are then stored in bfloat16 once (what autocast casts them to)."""
+    bf16: bool | Literal["auto"] = False
+    """bfloat16 autocast in the update (weights and optimizer stay float32). Helps on GPUs and CPUs
+    with bf16 units (AVX512-BF16, AMX); elsewhere PyTorch emulates it, ~100x slower than float32.
+    `auto` = true where the training device runs bfloat16 natively, else false (the shipped configs'
+    setting; config.yaml records what it chose). With LoRA the frozen base weights are then stored
+    in bfloat16 once (what autocast casts them to)."""
     padding_free: bool = False
     """GRPO update without padding: each micro-batch's sequences are packed into rows as long as
     its longest one, attention kept apart by position ids. Same loss; pays off when lengths vary

@@ -59,6 +59,7 @@ from tinyr1.training.forward import (
 )
 from tinyr1.training.optim import NonFiniteGuard, build_optimizer
 from tinyr1.training.policy import build_policy, frozen_copy, trainable_parameters
+from tinyr1.training.precision import resolve_bf16
 from tinyr1.training.problems import load_data, take_share
 from tinyr1.training.run import State, log_samples, policy_run
 from tinyr1.types import Rollout
@@ -281,6 +282,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json.
     `rewards`: callables for `module:function` names of `reward.weights`, handed in from Python."""
     # setup: data and rewards first (fail fast on bad input), then the model
+    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
                                   device=job.model.device, dtype=job.sampling.dtype, given=rewards)  # orm:<folder> loads here
     step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype,

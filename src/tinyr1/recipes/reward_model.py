@@ -52,6 +52,7 @@ from tinyr1.rewards.scoring import IGNORE, collate, encode, token_logits
 from tinyr1.rm.data import Example, ItemOrder, orm_examples, preference_pairs, prm_examples
 from tinyr1.tracking import METRICS_FILE, read_metrics
 from tinyr1.training.optim import NonFiniteGuard, build_optimizer
+from tinyr1.training.precision import resolve_bf16
 from tinyr1.training.run import Run, Settings, State
 
 # ----------------------------------------------------------------------------- losses
@@ -151,6 +152,7 @@ def out_of_time(run: Run, max_minutes: float | None) -> bool:
 def train_reward_model(job: RMTrainJob, kind: str, resume: bool = False) -> dict:
     """Train an ORM (`kind="orm"`) or PRM (`"prm"`) as `job` says in the run folder `train.out`
     (or continue it from its last checkpoint); returns the summary (every process)."""
+    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     t = job.train
     objective = t.objective if kind == "orm" else "bce"
     out = Path(t.out)

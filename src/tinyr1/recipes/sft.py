@@ -47,6 +47,7 @@ from tinyr1.training.batching import example_micro_batches, first_fit_decreasing
 from tinyr1.training.forward import check_packing, packed_logprobs, sequence_logprobs
 from tinyr1.training.optim import NonFiniteGuard, build_optimizer
 from tinyr1.training.policy import build_policy, trainable_parameters
+from tinyr1.training.precision import resolve_bf16
 from tinyr1.training.problems import load_data, take_share
 from tinyr1.training.run import State, policy_run
 from tinyr1.types import Problem
@@ -169,6 +170,7 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     """Run SFT for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json
     (`rewards` is accepted for the recipes' common signature; SFT has no reward)."""
     # setup: data first (fail fast on bad input), then the model
+    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     data = load_data(job)
     model, tokenizer = build_policy(job)
     if job.sft.packing:
