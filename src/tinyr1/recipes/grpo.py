@@ -282,12 +282,12 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     """Run GRPO for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json.
     `rewards`: callables for `module:function` names of `reward.weights`, handed in from Python."""
     # setup: data and rewards first (fail fast on bad input), then the model
-    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     reward_fns = build_reward_fns(job.reward.weights, job.prompt.style, job.grading.fallback, job.grading.timeout,
                                   device=job.model.device, dtype=job.sampling.dtype, given=rewards)  # orm:<folder> loads here
     step_fn = build_process_reward(job.reward.process, job.model.device, job.sampling.dtype,
                                    outcome=outcome_weight(job.reward.weights))  # a rule (capped), a PRM, or None
     data = load_data(job)
+    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     model, tokenizer = build_policy(job)
     ref_model = frozen_copy(model) if job.grpo.beta > 0 and job.lora.rank == 0 else None
     sampler = SamplingCopy(model, job.model, job.sampling.dtype, job.sampling.engine, job.sampling.vllm_memory_gib)  # rollouts and evals run on a merged copy

@@ -152,7 +152,6 @@ def out_of_time(run: Run, max_minutes: float | None) -> bool:
 def train_reward_model(job: RMTrainJob, kind: str, resume: bool = False) -> dict:
     """Train an ORM (`kind="orm"`) or PRM (`"prm"`) as `job` says in the run folder `train.out`
     (or continue it from its last checkpoint); returns the summary (every process)."""
-    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     t = job.train
     objective = t.objective if kind == "orm" else "bce"
     out = Path(t.out)
@@ -161,6 +160,7 @@ def train_reward_model(job: RMTrainJob, kind: str, resume: bool = False) -> dict
                         f"train --resume {out}` or pick another train.out (--out)")
     # setup: data first (read and checked before any model loads), then a token scorer on the base LM
     examples = orm_examples(t.data) if kind == "orm" else prm_examples(t.data, soft=t.target == "soft")
+    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     torch.manual_seed(t.seed)
     with D.main_first():  # rank 0 first: a model converted or downloaded once is cached before the others look
         model, tokenizer = build_scorer(job.model, job.lora)

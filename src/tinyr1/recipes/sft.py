@@ -170,8 +170,8 @@ def train(job: TrainJob, run_dir: Path, resume: bool = False, rewards: dict | No
     """Run SFT for `job.run.steps` steps in `run_dir`; returns the summary written to summary.json
     (`rewards` is accepted for the recipes' common signature; SFT has no reward)."""
     # setup: data first (fail fast on bad input), then the model
-    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     data = load_data(job)
+    job = resolve_bf16(job)  # optim.bf16=auto: bfloat16 autocast only where the hardware has it
     model, tokenizer = build_policy(job)
     if job.sft.packing:
         check_packing(model)

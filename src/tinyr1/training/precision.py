@@ -28,21 +28,17 @@ def native_bf16(device: str) -> bool:
 
 
 def resolve_bf16(job):
-    """`job` with `optim.bf16` a bool: `auto` resolved for `model.device`; a notice (main process)
-    when `auto` chose float32, a warning when `true` asks for bfloat16 the hardware emulates."""
+    """`job` with `optim.bf16` a bool: `auto` resolved for `model.device`, quietly (config.yaml
+    records the choice); a warning (main process) when `true` asks for bfloat16 the hardware emulates."""
     wanted = job.optim.bf16
     if isinstance(wanted, bool) and not wanted:
         return job
     device = pick_device(job.model.device)
     native = native_bf16(device)
-    say = (lambda msg: print(f"tinyr1: {msg}", file=sys.stderr, flush=True)) if D.is_main() else (lambda msg: None)
     if wanted == "auto":
-        if not native:
-            say(f"optim.bf16=auto: this {device.upper()} has no native bfloat16 units (AVX512-BF16 / AMX), so the "
-                "update runs in float32")
         return dataclasses.replace(job, optim=dataclasses.replace(job.optim, bf16=native))
-    if not native:
-        say(f"warning: optim.bf16=true on a {device.upper()} without native bfloat16 units (AVX512-BF16 / AMX): "
-            "PyTorch emulates bfloat16 there, matrix products run ~100x slower than in float32; "
-            "set optim.bf16=auto (or false)")
+    if not native and D.is_main():
+        print(f"tinyr1: warning: optim.bf16=true on a {device.upper()} without native bfloat16 units (AVX512-BF16 / "
+              "AMX): PyTorch emulates bfloat16 there, matrix products run ~100x slower than in float32; set "
+              "optim.bf16=auto (or false)", file=sys.stderr, flush=True)
     return job
