@@ -1,11 +1,11 @@
 """`optim.bf16`: bfloat16 autocast in the update, decided once per run for the hardware it runs on.
 
-    job = resolve_bf16(job)   # optim.bf16 becomes a plain bool; every loop calls this first
+    job = resolve_bf16(job)   # optim.bf16 becomes a plain bool; every loop calls this before it builds the model
 
 `auto` turns autocast on where the training device multiplies bfloat16 natively (a GPU that
 supports it; a CPU with AVX512-BF16 or AMX) and off elsewhere. Without those units PyTorch
-emulates bfloat16 matmuls: on a 2-core AMD EPYC (Zen 3) here, 0.85 GFLOP/s against 77 in float32,
-so an explicit `true` there is kept (it is what was asked) but named in a warning.
+emulates bfloat16 matmuls: on a 2-core AMD EPYC (Zen 3), 1.1 GFLOP/s against 80 in float32
+(benchmarks/RESULTS.md), so an explicit `true` there is kept (it is what was asked) but named in a warning.
 """
 
 from __future__ import annotations
