@@ -128,6 +128,20 @@ def test_bfloat16_prepacked_steps_follow_the_model(tiny_model):
     assert worst > 0  # it did run in bf16 (float32 agrees to 1e-5, bf16 does not)
 
 
+def test_bfloat16_on_a_cpu_without_onednn_bf16_takes_f_linear(tiny_model, monkeypatch):
+    """An AVX2-only CPU (AMD Zen 3): `_reorder_linear_weight` raises there, so the decoder must not
+    prepack; it samples bf16 through F.linear, within bf16 rounding of the model's own forward."""
+    import copy
+
+    model, _ = tiny_model
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    monkeypatch.setattr(decoder_mod, "_mkldnn_bf16", lambda: False)
+    assert not decoder_mod._prepacked_cpu(torch.bfloat16, torch.device("cpu"))
+    kv, mask = _prefill(bf16, PROMPTS, 2)
+    assert not GroupedDecoder(bf16, kv, mask, 2, capacity=1).lin.packed
+    assert _run_and_compare(bf16, atol=0.1) > 0
+
+
 def test_prepacked_linears_equal_f_linear():
     torch.manual_seed(0)
     x, w, b = torch.randn(5, 16).bfloat16(), torch.randn(12, 16).bfloat16(), torch.randn(12).bfloat16()
