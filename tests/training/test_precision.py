@@ -6,6 +6,7 @@ import yaml
 from tinyr1.config import TrainJob, load_config, parse_overrides
 from tinyr1.config.load import CONFIGS_DIR
 from tinyr1.errors import UserError
+from tinyr1.rollout import policy_copy
 from tinyr1.training import precision
 
 
@@ -15,7 +16,7 @@ def _job(value: str) -> TrainJob:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_follows_the_cpu_quietly(monkeypatch, capsys, native):
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(policy_copy, "cpu_has_bf16", lambda: native)
     job = _job("auto")
     resolved = precision.resolve_bf16(job)
     assert resolved.optim.bf16 is native and job.optim.bf16 == "auto"  # a copy: the job handed in is unchanged
@@ -23,10 +24,10 @@ def test_auto_follows_the_cpu_quietly(monkeypatch, capsys, native):
 
 
 def test_an_explicit_true_is_kept_but_named_in_a_warning_where_bf16_is_emulated(monkeypatch, capsys):
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(policy_copy, "cpu_has_bf16", lambda: False)
     assert precision.resolve_bf16(_job("true")).optim.bf16 is True
     assert "warning: optim.bf16=true on a CPU without native bfloat16 units" in capsys.readouterr().err
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(policy_copy, "cpu_has_bf16", lambda: True)
     assert precision.resolve_bf16(_job("true")).optim.bf16 is True
     assert precision.resolve_bf16(_job("false")).optim.bf16 is False
     assert capsys.readouterr().err == ""
@@ -48,7 +49,7 @@ def test_a_run_records_what_auto_chose(tiny_job, monkeypatch):
     from tinyr1.training.checkpoint import new_run_dir
 
     for native in (False, True):
-        monkeypatch.setattr(precision, "cpu_has_bf16", lambda: native)
+        monkeypatch.setattr(policy_copy, "cpu_has_bf16", lambda: native)
         job = tiny_job(optim__bf16="auto", run__steps=1, run__name=f"native-{native}")
         run_dir = new_run_dir(job)
         train(job, run_dir)

@@ -17,14 +17,13 @@ import torch
 
 from tinyr1 import distributed as D
 from tinyr1.models.load import pick_device
-from tinyr1.rollout.policy_copy import cpu_has_bf16
+from tinyr1.rollout.policy_copy import resolve_dtype
 
 
 def native_bf16(device: str) -> bool:
-    """True when `device` ('cpu' or 'cuda') runs bfloat16 matrix products in hardware."""
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
+    """True when `device` ('cpu' or 'cuda') runs bfloat16 matrix products in hardware: where the
+    sampling copy's `sampling.dtype: auto` picks bfloat16 (one test for both)."""
+    return resolve_dtype("auto", torch.device(device)) is torch.bfloat16
 
 
 def resolve_bf16(job):
